@@ -1,0 +1,58 @@
+// A loaded model: weights bound to the (usually memory-mapped) file, tokenizer, KV cache and the
+// per-architecture graph builder. The architecture comes from general.architecture (registry in
+// src/arch). Not thread-safe: one Model is driven by one caller at a time.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggmlpy/dtype.h"
+#include "ggmlpy/tokenizer.h"
+
+namespace ggmlpy {
+
+struct ModelParams {
+    int n_ctx = 0;          // 0: the model's context length, capped at 4096
+    int n_batch = 512;      // prompt tokens per forward pass
+    int n_threads = 0;      // 0: physical cores
+    bool use_mmap = true;   // false: read weights into anonymous memory
+    bool use_mlock = false; // lock weight pages in RAM
+    DType kv_type = DType::F16;  // KV cache element type (F16 or F32)
+};
+
+struct MemoryStats {
+    size_t file_bytes = 0;     // size of the mapped model file
+    size_t weight_bytes = 0;   // tensor data bytes
+    size_t kv_bytes = 0;       // KV cache
+    size_t scratch_bytes = 0;  // activations / compute buffers
+};
+
+class Model {
+public:
+    // Throws FileError (missing/unreadable), FormatError (bad GGUF, missing tensor, shape vs
+    // metadata, unknown architecture or tokenizer) or ValueError (bad params), naming what is wrong.
+    static std::unique_ptr<Model> load(const std::string& path, const ModelParams& params);
+    virtual ~Model() = default;
+
+    virtual const std::string& arch() const = 0;   // "llama", "gptj"
+    virtual int n_vocab() const = 0;
+    virtual int n_ctx() const = 0;
+    virtual int n_embd() const = 0;
+    virtual int n_layer() const = 0;
+    virtual int n_past() const = 0;                // tokens in the KV cache
+    virtual const Tokenizer& tokenizer() const = 0;
+    virtual const std::map<std::string, std::string>& metadata() const = 0;  // scalar keys, as text
+    virtual MemoryStats memory() const = 0;
+
+    // Appends n tokens at position n_past, evaluating them in chunks of n_batch. Writes logits:
+    // all_logits ? n * n_vocab floats (row i = after token i) : n_vocab floats for the last token.
+    // Throws ContextFullError if n_past + n > n_ctx, ValueError for an id outside the vocabulary.
+    virtual void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) = 0;
+    virtual void reset() = 0;                      // empties the KV cache (n_past = 0)
+    virtual void set_n_threads(int n) = 0;
+    virtual int n_threads() const = 0;
+};
+
+}  // namespace ggmlpy

@@ -1,0 +1,13 @@
+"""ggmlpy: run Llama-family and GPT-J models on the CPU from memory-mapped GGUF weights."""
+import os as _os
+
+# Development: GGMLPY_BUILD_DIR points at a CMake build folder holding _core*.so, so the sources
+# in python/ggmlpy can be used without reinstalling. Installed wheels ignore it when unset.
+if _os.environ.get("GGMLPY_BUILD_DIR"):
+    __path__.insert(0, _os.environ["GGMLPY_BUILD_DIR"])  # noqa: F821
+
+from . import _core  # noqa: E402
+from ._core import GGUFError, ContextFullError  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["GGUFError", "ContextFullError", "__version__"]

@@ -1,0 +1,65 @@
+// KernelTable: one function-pointer table per ISA (scalar, avx2, avx512, neon), chosen once at
+// run time (dispatch.cpp; GGMLPY_ISA=scalar|avx2|avx512|neon forces one). Matmul never switches on
+// the weight type: it asks type[T] which partner type activations are converted to
+// (vec_dot_type), converts each activation row once with from_float, then calls vec_dot / gemm.
+// scalar.cpp is the complete reference; every other table is tested against it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ggmlpy/dtype.h"
+
+namespace ggmlpy {
+
+// Convert n floats (n a multiple of the partner's block size) into a row of the partner type.
+using FromFloatFn = void (*)(const float* x, void* y, int64_t n);
+// *s = dot(x, y) over n elements; x: weight row of type T, y: activation row of vec_dot_type.
+using VecDotFn = void (*)(int64_t n, float* s, const void* x, const void* y);
+// Tile product: for r < nrx weight rows and c < nry activation rows
+//   s[c * bs + r] = dot(x + r * bx, y + c * by)      (bx, by, bs: row strides in bytes / floats)
+// Reuses each loaded weight block across the nry activation rows (prefill path).
+using GemmFn = void (*)(int64_t n, float* s, size_t bs, const void* x, size_t bx, int nrx,
+                        const void* y, size_t by, int nry);
+
+struct TypeKernels {
+    DType vec_dot_type = DType::F32;  // partner type of the activations (Q8_0, Q8_K, F32, ...)
+    VecDotFn vec_dot = nullptr;       // nullptr: type not supported as a matmul weight
+    GemmFn gemm = nullptr;            // nullptr: matmul falls back to vec_dot
+    int gemm_rows_x = 1;              // tile sizes the gemm is fastest with (max nrx, nry)
+    int gemm_rows_y = 1;
+    FromFloatFn from_float = nullptr; // quantize f32 -> this type (used when T is a partner type)
+};
+
+struct KernelTable {
+    const char* name = "";                 // "scalar", "avx2", "avx512", "neon"
+    TypeKernels type[DTYPE_TABLE_SIZE];    // indexed by DType id
+    // hot f32 helpers (n any length)
+    void (*vec_dot_f32)(int64_t n, float* s, const float* x, const float* y) = nullptr;
+    void (*vec_mad_f32)(int64_t n, float* y, const float* x, float v) = nullptr;  // y += x * v
+    void (*vec_scale_f32)(int64_t n, float* y, float v) = nullptr;               // y *= v
+    void (*fp16_to_fp32_row)(const uint16_t* x, float* y, int64_t n) = nullptr;
+    void (*fp32_to_fp16_row)(const float* x, uint16_t* y, int64_t n) = nullptr;
+};
+
+// The table in use (first call picks it: GGMLPY_ISA if set, else the best the CPU runs).
+const KernelTable& kernels();
+// Table by name if compiled in and runnable on this CPU, else nullptr.
+const KernelTable* find_kernels(const std::string& name);
+// Names of the compiled-in tables this CPU can run, best last.
+std::vector<std::string> available_kernels();
+// Force a table (tests, GGMLPY_ISA); throws ValueError naming the ISA if unknown or unsupported.
+void set_kernels(const std::string& name);
+
+// Per-ISA table builders; each lives in its own translation unit.
+const KernelTable& scalar_kernels();
+#if defined(GGMLPY_ARCH_X86)
+const KernelTable& avx2_kernels();
+const KernelTable& avx512_kernels();
+#endif
+#if defined(GGMLPY_ARCH_ARM64)
+const KernelTable& neon_kernels();
+#endif
+
+}  // namespace ggmlpy
