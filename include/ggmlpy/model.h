@@ -53,6 +53,17 @@ public:
     virtual void reset() = 0;                      // empties the KV cache (n_past = 0)
     virtual void set_n_threads(int n) = 0;
     virtual int n_threads() const = 0;
+
+    // Frees the weights mapping, KV cache, buffers and threads now. The tokenizer and metadata stay
+    // valid (references handed out keep working); eval() afterwards throws ValueError.
+    virtual void close() = 0;
+    virtual bool closed() const = 0;
+    virtual bool mmapped() const = 0;          // weights are file-backed pages
+    virtual bool mlocked() const = 0;          // use_mlock succeeded
+    virtual std::string mlock_error() const = 0;  // why use_mlock failed ("" otherwise)
 };
+
+// Architectures Model::load knows ("llama", "gptj").
+std::vector<std::string> supported_architectures();
 
 }  // namespace ggmlpy

@@ -48,4 +48,18 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+class GGUFFile;
+// Reads tokenizer.ggml.* from GGUF metadata: model, pre ("default" when absent), tokens, scores,
+// token_type, merges, bos/eos/unknown/padding/eot ids, add_bos_token (default: true for "llama",
+// false otherwise), add_eos_token, add_space_prefix (default: true for "llama"). Throws
+// FormatError naming the file and key for a missing or mistyped key.
+Vocab vocab_from_gguf(const GGUFFile& file);
+// vocab_from_gguf + Tokenizer; a vocabulary the tokenizer rejects (ValueError) is reported as
+// FormatError "<file>: <what is wrong>".
+Tokenizer tokenizer_from_gguf(const GGUFFile& file);
+
+// Splits text the way the byte-level BPE pre-tokenizer named `pre` (tokenizer.ggml.pre) does;
+// the pieces concatenate to `text`. Throws ValueError for an unknown name.
+std::vector<std::string> pretokenize_text(const std::string& pre, const std::string& text);
+
 }  // namespace ggmlpy

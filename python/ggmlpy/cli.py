@@ -1,25 +1,277 @@
-"""ggmlpy command line: `ggmlpy info|generate|bench|convert|quantize ...`."""
+"""ggmlpy command line: `ggmlpy info|generate|bench|download|convert ...`.
+Flags follow llama.cpp / ggml (-m model, -p prompt, -n new tokens, -t threads). Bad input (missing
+file, bad GGUF, bad argument) prints one line `ggmlpy: error: ...` on stderr and exits 1."""
 import argparse
+import os
 import sys
+import time
 
 
+class CliError(Exception):
+    """A user error the CLI reports in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 1 (argparse's default is usage + exit 2)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(1)
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def _int_list(text: str):
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return vals
+
+
+def _resolve_model(arg, progress=True) -> str:
+    if arg:
+        if not os.path.exists(arg):
+            raise CliError(f"model file not found: {arg}")
+        return arg
+    from .hub import default_model_path
+    path = default_model_path(download=True, progress=progress)
+    print(f"ggmlpy: using the default model {path}", file=sys.stderr)
+    return str(path)
+
+
+def _check(cond, flag, value, expected):
+    if not cond:
+        raise CliError(f"argument {flag}: {value!r}, expected {expected}")
+
+
+# ---- info ------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
     from . import _core
     print(_core.info_text())
     return 0
 
 
+# ---- generate --------------------------------------------------------------------------------
+def _add_model_flags(s):
+    s.add_argument("-m", "--model", help="GGUF (or legacy .bin) model file; default: SmolLM2-135M-Instruct "
+                   "Q4_1 from the cache, downloaded on first use")
+    s.add_argument("-t", "--threads", type=int, default=0, help="threads (0: physical cores)")
+    s.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (0: the model's, capped at 4096)")
+    s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
+    s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
+    s.add_argument("--mlock", action="store_true", help="lock the weights in RAM")
+
+
+def _add_generate(sub):
+    s = sub.add_parser("generate", help="generate text from a prompt (streams to stdout)",
+                       description="Generate text; the text streams to stdout, a summary goes to stderr.")
+    _add_model_flags(s)
+    s.add_argument("-p", "--prompt", help="prompt text")
+    s.add_argument("-f", "--file", help="read the prompt from a file ('-': stdin)")
+    s.add_argument("-n", "--n-predict", type=int, default=128, help="new tokens (-1: until EOS or a full context)")
+    s.add_argument("-s", "--seed", type=int, default=-1, help="RNG seed (-1: random)")
+    s.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy)")
+    s.add_argument("--top-k", type=int, default=40, help="top-k (0: off)")
+    s.add_argument("--top-p", type=float, default=0.95, help="top-p (1: off)")
+    s.add_argument("--min-p", type=float, default=0.05, help="min-p (0: off)")
+    s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1: off)")
+    s.add_argument("--repeat-last-n", type=int, default=64, help="tokens the penalties look back (0: off, -1: all)")
+    s.add_argument("--presence-penalty", type=float, default=0.0)
+    s.add_argument("--frequency-penalty", type=float, default=0.0)
+    s.add_argument("--stop", action="append", default=[], help="stop string (repeatable); never printed")
+    s.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
+    s.add_argument("--no-echo", action="store_true", help="do not print the prompt before the generated text")
+    s.set_defaults(func=cmd_generate)
+
+
+def _check_model_flags(a):
+    _check(a.threads >= 0, "-t/--threads", a.threads, "an int >= 0")
+    _check(a.ctx_size >= 0, "-c/--ctx-size", a.ctx_size, "an int >= 0")
+    _check(a.batch_size >= 1, "-b/--batch-size", a.batch_size, "an int >= 1")
+
+
+def cmd_generate(a) -> int:
+    _check_model_flags(a)
+    _check(a.n_predict >= -1, "-n/--n-predict", a.n_predict, "an int >= -1")
+    _check(a.temp >= 0, "--temp", a.temp, ">= 0")
+    _check(a.top_k >= 0, "--top-k", a.top_k, "an int >= 0")
+    _check(0 < a.top_p <= 1, "--top-p", a.top_p, "in (0, 1]")
+    _check(0 <= a.min_p <= 1, "--min-p", a.min_p, "in [0, 1]")
+    _check(a.repeat_penalty > 0, "--repeat-penalty", a.repeat_penalty, "> 0")
+    _check(a.repeat_last_n >= -1, "--repeat-last-n", a.repeat_last_n, "an int >= -1")
+    if a.prompt is not None and a.file is not None:
+        raise CliError("give either -p/--prompt or -f/--file, not both")
+    if a.file is not None:
+        try:
+            prompt = sys.stdin.read() if a.file == "-" else open(a.file, encoding="utf-8").read()
+        except FileNotFoundError:
+            raise CliError(f"prompt file not found: {a.file}")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"cannot read prompt file {a.file}: {e}")
+    elif a.prompt is not None:
+        prompt = a.prompt
+    else:
+        raise CliError("no prompt: give -p PROMPT or -f FILE")
+
+    from .model import Model
+    path = _resolve_model(a.model)
+    model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
+                  use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed)
+    out = sys.stdout.buffer
+    stats = None
+    try:
+        it = model.generate(prompt, max_new_tokens=a.n_predict, temperature=a.temp, top_k=a.top_k,
+                            top_p=a.top_p, min_p=a.min_p, repetition_penalty=a.repeat_penalty,
+                            frequency_penalty=a.frequency_penalty, presence_penalty=a.presence_penalty,
+                            repeat_last_n=a.repeat_last_n, stop=a.stop or None,
+                            seed=a.seed if a.seed >= 0 else None, stream=True, ignore_eos=a.ignore_eos)
+        stats = model.last_stats
+        if not a.no_echo:
+            out.write(prompt.encode("utf-8"))
+            out.flush()
+        interrupted = False
+        try:
+            for piece in it:
+                out.write(piece.encode("utf-8"))
+                out.flush()
+        except KeyboardInterrupt:
+            interrupted = True
+        out.write(b"\n")
+        out.flush()
+        _print_summary(model, stats, path)
+        return 130 if interrupted else 0
+    finally:
+        model.close()
+
+
+def _print_summary(model, st, path):
+    err = sys.stderr
+    mem = {}
+    try:
+        mem = model.memory
+    except Exception:
+        pass
+    print(f"\nmodel:       {os.path.basename(path)} ({model.arch}, n_ctx {model.n_ctx}, "
+          f"{model.n_threads} threads, seed {st.seed})", file=err)
+    print(f"load time:   {model.load_time * 1e3:9.2f} ms", file=err)
+    print(f"prompt:      {st.prompt_tokens:6d} tokens in {st.prompt_time * 1e3:9.2f} ms "
+          f"({st.prompt_tps:8.2f} tokens/s)", file=err)
+    print(f"generation:  {st.generated_tokens:6d} tokens in {st.generation_time * 1e3:9.2f} ms "
+          f"({st.generation_tps:8.2f} tokens/s), stopped: {st.finish_reason}", file=err)
+    line = f"peak RSS:    {_peak_rss_bytes() / 2**20:9.2f} MiB"
+    if mem:
+        line += (f" (weights {mem.get('weight_bytes', 0) / 2**20:.1f} MiB file-backed, "
+                 f"KV cache {mem.get('kv_bytes', 0) / 2**20:.1f} MiB)")
+    print(line, file=err)
+
+
+# ---- bench -----------------------------------------------------------------------------------
+def _add_bench(sub):
+    s = sub.add_parser("bench", help="prompt processing / generation speed, llama-bench style table")
+    s.add_argument("-m", "--model", help="model file (default: the default model)")
+    s.add_argument("-p", "--n-prompt", type=_int_list, default=[512], help="prompt sizes, comma-separated")
+    s.add_argument("-n", "--n-gen", type=_int_list, default=[128], help="generation lengths, comma-separated")
+    s.add_argument("-t", "--threads", type=_int_list, default=None, help="thread counts, comma-separated")
+    s.add_argument("-r", "--repetitions", type=int, default=5)
+    s.add_argument("-b", "--batch-size", type=int, default=512)
+    s.add_argument("--no-mmap", action="store_true")
+    s.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(a) -> int:
+    from .bench import markdown_table, run_bench
+    _check(a.repetitions >= 1, "-r/--repetitions", a.repetitions, "an int >= 1")
+    _check(a.batch_size >= 1, "-b/--batch-size", a.batch_size, "an int >= 1")
+    for flag, vals in (("-p/--n-prompt", a.n_prompt), ("-n/--n-gen", a.n_gen)):
+        _check(all(v >= 0 for v in vals), flag, vals, "integers >= 0")
+    threads = a.threads
+    if threads is None:
+        from . import _core
+        threads = [getattr(_core, "default_threads", lambda: os.cpu_count() or 1)()]
+    _check(all(t >= 1 for t in threads), "-t/--threads", threads, "integers >= 1")
+    path = _resolve_model(a.model)
+    res = run_bench(path, a.n_prompt, a.n_gen, threads, repetitions=a.repetitions, n_batch=a.batch_size,
+                    use_mmap=not a.no_mmap,
+                    progress=lambda r: print(f"ggmlpy bench: threads {r.threads} {r.test}: "
+                                             f"{r.mean:.2f} ± {r.sd:.2f} t/s", file=sys.stderr))
+    print(markdown_table(res))
+    return 0
+
+
+# ---- download --------------------------------------------------------------------------------
+def _add_download(sub):
+    s = sub.add_parser("download", help="download a model (default: SmolLM2-135M-Instruct Q4_1) into the cache")
+    s.add_argument("--default", action="store_true", help="the default model (also when no repo is given)")
+    s.add_argument("repo_id", nargs="?", help="Hugging Face repo, e.g. org/name-GGUF")
+    s.add_argument("filename", nargs="?", default="*.gguf", help="file name or glob in the repo")
+    s.add_argument("--revision", default=None)
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_download)
+
+
+def cmd_download(a) -> int:
+    from . import hub
+    if a.default or not a.repo_id:
+        path = hub.default_model_path(download=True, progress=not a.quiet)
+    else:
+        path = hub.hf_download(a.repo_id, a.filename, revision=a.revision, progress=not a.quiet)
+    print(path)
+    return 0
+
+
+# ---- parser / main ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ggmlpy", description=__doc__)
+    p = _Parser(prog="ggmlpy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("info", help="version, CPU features, kernel table, threads")
     s.set_defaults(func=cmd_info)
+    _add_generate(sub)
+    _add_bench(sub)
+    _add_download(sub)
+    try:  # the convert command lives in ggmlpy.convert (optional at this level)
+        from .convert.cli import add_subparser
+    except ImportError:
+        pass
+    else:
+        add_subparser(sub)
     return p
+
+
+def _error_types():
+    types = [CliError, OSError, ValueError]
+    try:
+        from . import _core
+        types += [_core.GGUFError, _core.ContextFullError]
+    except ImportError:
+        pass
+    return tuple(types)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("ggmlpy: interrupted\n")
+        return 130
+    except _error_types() as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, OSError) and e.strerror and e.filename:
+            msg = f"{e.strerror}: {e.filename}"
+        sys.stderr.write(f"ggmlpy: error: {msg}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,134 @@
-// Bindings for the model area (to be filled by its owner).
+// Bindings for Model (model.h): _core.Model(path, n_ctx=0, n_batch=512, n_threads=0,
+// use_mmap=True, use_mlock=False, kv_type="f16"); eval(ids, all_logits=False) -> float32 logits
+// (n, n_vocab) or (n_vocab,); reset(); close(); properties n_past, n_vocab, n_ctx, n_embd,
+// n_layer, arch, n_threads (settable), metadata, memory, tokenizer (the Tokenizer binding).
+// Load and eval release the GIL. Forwarding only.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <climits>
+
 #include "bindings.h"
+#include "ggmlpy/error.h"
+#include "ggmlpy/model.h"
 
 namespace ggmlpy_bind {
-void register_model(py::module_& m) {}
+namespace {
+
+using ggmlpy::Model;
+
+Model& live(Model& m, const char* what) {
+    if (m.closed()) throw ggmlpy::ValueError(std::string(what) + ": the model is closed");
+    return m;
+}
+
+// ids: a list / sequence of ints or a 1-D integer numpy array -> int32 (range checked)
+std::vector<int32_t> to_ids(const py::object& ids) {
+    py::module_ np = py::module_::import("numpy");
+    py::array arr;
+    try {
+        arr = np.attr("asarray")(ids);
+    } catch (py::error_already_set&) {
+        throw ggmlpy::ValueError("eval: ids must be a sequence of ints or an integer numpy array");
+    }
+    if (arr.ndim() != 1)
+        throw ggmlpy::ValueError("eval: ids must be 1-D, got " + std::to_string(arr.ndim()) + " dims");
+    if (arr.size() == 0) throw ggmlpy::ValueError("eval: ids is empty");
+    const char kind = arr.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+        throw ggmlpy::ValueError("eval: ids must be integers, got dtype " +
+                                 std::string(py::str(arr.dtype())));
+    py::array_t<int64_t, py::array::c_style | py::array::forcecast> a64(arr);
+    std::vector<int32_t> out((size_t)a64.size());
+    const int64_t* p = a64.data();
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (p[i] < INT32_MIN || p[i] > INT32_MAX)
+            throw ggmlpy::ValueError("eval: token id " + std::to_string(p[i]) + " at index " + std::to_string(i) +
+                                     " is out of range");
+        out[i] = (int32_t)p[i];
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_model(py::module_& m) {
+    m.def("supported_architectures", &ggmlpy::supported_architectures,
+          "Architectures (general.architecture values) Model can load.");
+
+    py::class_<Model>(m, "Model", "A loaded GGUF model: weights (mmap), tokenizer, KV cache.")
+        .def(py::init([](const py::object& path, int n_ctx, int n_batch, int n_threads, bool use_mmap,
+                         bool use_mlock, const std::string& kv_type) {
+                 std::string p = py::str(py::module_::import("os").attr("fspath")(path));
+                 ggmlpy::ModelParams mp;
+                 mp.n_ctx = n_ctx;
+                 mp.n_batch = n_batch;
+                 mp.n_threads = n_threads;
+                 mp.use_mmap = use_mmap;
+                 mp.use_mlock = use_mlock;
+                 if (kv_type != "f16" && kv_type != "f32" && kv_type != "F16" && kv_type != "F32")
+                     throw ggmlpy::ValueError("kv_type must be 'f16' or 'f32', got '" + kv_type + "'");
+                 mp.kv_type = ggmlpy::dtype_from_name(kv_type);
+                 if (n_ctx < 0) throw ggmlpy::ValueError("n_ctx must be >= 0, got " + std::to_string(n_ctx));
+                 if (n_batch < 1) throw ggmlpy::ValueError("n_batch must be >= 1, got " + std::to_string(n_batch));
+                 if (n_threads < 0)
+                     throw ggmlpy::ValueError("n_threads must be >= 0, got " + std::to_string(n_threads));
+                 py::gil_scoped_release nogil;
+                 return Model::load(p, mp);
+             }),
+             py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512, py::arg("n_threads") = 0,
+             py::arg("use_mmap") = true, py::arg("use_mlock") = false, py::arg("kv_type") = "f16")
+        .def("eval", [](Model& self, const py::object& ids, bool all_logits) {
+                 Model& mdl = live(self, "eval");
+                 std::vector<int32_t> v = to_ids(ids);
+                 const int64_t n = (int64_t)v.size(), nv = mdl.n_vocab();
+                 py::array_t<float> out = all_logits ? py::array_t<float>({(py::ssize_t)n, (py::ssize_t)nv})
+                                                     : py::array_t<float>({(py::ssize_t)nv});
+                 float* dst = out.mutable_data();
+                 {
+                     py::gil_scoped_release nogil;
+                     mdl.eval(v.data(), n, all_logits, dst);
+                 }
+                 return out;
+             },
+             py::arg("ids"), py::arg("all_logits") = false,
+             "Appends ids to the context; returns float32 logits (len(ids), n_vocab) if all_logits, "
+             "else (n_vocab,) for the last token.")
+        .def("reset", [](Model& self) { live(self, "reset").reset(); }, "Empties the KV cache.")
+        .def("close", [](Model& self) {
+                 py::gil_scoped_release nogil;
+                 self.close();
+             }, "Frees weights, KV cache and threads now (the tokenizer stays usable).")
+        .def_property_readonly("closed", &Model::closed)
+        .def_property_readonly("n_past", &Model::n_past)
+        .def_property_readonly("n_vocab", &Model::n_vocab)
+        .def_property_readonly("n_ctx", &Model::n_ctx)
+        .def_property_readonly("n_embd", &Model::n_embd)
+        .def_property_readonly("n_layer", &Model::n_layer)
+        .def_property_readonly("arch", &Model::arch)
+        .def_property("n_threads", &Model::n_threads, [](Model& self, int n) { self.set_n_threads(n); })
+        .def_property_readonly("metadata", [](const Model& self) {
+            py::dict d;
+            for (const auto& kv : self.metadata()) {
+                PyObject* o = PyUnicode_DecodeUTF8(kv.second.data(), (Py_ssize_t)kv.second.size(), "replace");
+                if (!o) throw py::error_already_set();
+                d[py::str(kv.first)] = py::reinterpret_steal<py::object>(o);
+            }
+            return d;
+        })
+        .def_property_readonly("memory", [](const Model& self) {
+            ggmlpy::MemoryStats s = self.memory();
+            py::dict d;
+            d["file_bytes"] = s.file_bytes;
+            d["weight_bytes"] = s.weight_bytes;
+            d["kv_bytes"] = s.kv_bytes;
+            d["scratch_bytes"] = s.scratch_bytes;
+            d["mmapped"] = self.mmapped();
+            d["mlocked"] = self.mlocked();
+            d["mlock_error"] = self.mlock_error();
+            return d;
+        })
+        .def_property_readonly("tokenizer", &Model::tokenizer, py::return_value_policy::reference_internal);
+}
+
 }  // namespace ggmlpy_bind

@@ -2,7 +2,10 @@
 // run time (dispatch.cpp; GGMLPY_ISA=scalar|avx2|avx512|neon forces one). Matmul never switches on
 // the weight type: it asks type[T] which partner type activations are converted to
 // (vec_dot_type), converts each activation row once with from_float, then calls vec_dot / gemm.
-// scalar.cpp is the complete reference; every other table is tested against it.
+// scalar.cpp is the complete reference; every other table is tested against it
+// (tests/cpp/test_kernels.cpp): for quantized weights vec_dot, gemm and the partner from_float
+// must give the scalar table's exact bits (integer block dots, then the scalar's per-block float
+// formula in block order); float weights agree within (n + 4) * FLT_EPSILON * sum|x_i * y_i|.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,0 +1,207 @@
+// Kernel benchmark (not a test): memory read bandwidth, decode-shaped matmul (1 activation row,
+// weights >> L3, GB/s of weights read) and prefill-shaped matmul (512 activation rows, GFLOP/s)
+// straight on the kernel tables, rows split over 1 or 2 std::threads. Build by hand:
+//   g++ -O2 -std=c++17 -Iinclude -Isrc -DGGMLPY_ARCH_X86=1 benchmarks/bench_kernels.cpp \
+//       build/x86/libggmlpy_core.a -lpthread -o build/x86/bench_kernels
+// Usage: bench_kernels [table] [types,...] [weight MiB]   (defaults: best table, all types, 256)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+using namespace ggmlpy;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// run f(thread_index) on nth threads, return wall seconds
+double run_threads(int nth, const std::function<void(int)>& f) {
+    const double t0 = now();
+    std::vector<std::thread> th;
+    for (int i = 1; i < nth; ++i) th.emplace_back(f, i);
+    f(0);
+    for (auto& t : th) t.join();
+    return now() - t0;
+}
+
+// Read bandwidth: each thread sums its half of the buffer with `streams` interleaved sequential
+// streams (more streams = more prefetchers in flight). Best of reps, GB/s.
+double read_bw(const uint8_t* buf, size_t bytes, int nth, int streams) {
+    double best = 1e30;
+    volatile long sink = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+        const double t = run_threads(nth, [&](int ti) {
+            const size_t per = bytes / nth, sl = per / streams;
+            const uint8_t* base = buf + ti * per;
+            __m256i acc[8];
+            for (auto& a : acc) a = _mm256_setzero_si256();
+            for (size_t off = 0; off < sl; off += 64)
+                for (int s = 0; s < streams; ++s) {
+                    const __m256i* p = (const __m256i*)(base + s * sl + off);
+                    acc[s & 7] = _mm256_add_epi64(acc[s & 7], _mm256_xor_si256(_mm256_loadu_si256(p), _mm256_loadu_si256(p + 1)));
+                }
+            long r = 0;
+            for (auto& a : acc) r += _mm256_extract_epi64(a, 0);
+            sink += r;
+        });
+        best = std::min(best, t);
+    }
+    return bytes / best / 1e9;
+}
+
+struct Mat {
+    DType t;
+    int64_t k, rows;
+    size_t rs;
+    std::vector<uint8_t> data;
+};
+
+// rows x k weights: 64 distinct quantized rows repeated (values do not change the speed)
+Mat make_weights(DType t, int64_t k, int64_t rows) {
+    Mat m{t, k, rows, row_size(t, k), {}};
+    m.data.resize(m.rs * rows);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0, 1);
+    std::vector<float> x(k);
+    const int64_t uniq = std::min<int64_t>(64, rows);
+    for (int64_t r = 0; r < uniq; ++r) {
+        for (auto& v : x) v = nd(rng);
+        quantize_row(t, x.data(), &m.data[r * m.rs], k);
+    }
+    for (int64_t r = uniq; r < rows; ++r) std::memcpy(&m.data[r * m.rs], &m.data[(r % uniq) * m.rs], m.rs);
+    return m;
+}
+
+std::vector<uint8_t> make_acts(const KernelTable& kt, DType p, int64_t k, int64_t nrows, size_t* prs) {
+    const size_t rs = row_size(p, k);
+    std::vector<uint8_t> y(rs * nrows);
+    std::mt19937 rng(2);
+    std::normal_distribution<float> nd(0, 1);
+    std::vector<float> x(k);
+    for (int64_t r = 0; r < nrows; ++r) {
+        for (auto& v : x) v = nd(rng);
+        kt.type[(int)p].from_float(x.data(), &y[r * rs], k);
+    }
+    *prs = rs;
+    return y;
+}
+
+// decode: out[r] = dot(W row r, y) for all rows, split in nth contiguous ranges. Best of reps.
+double bench_decode(const KernelTable& kt, const Mat& w, int nth) {
+    const TypeKernels& tk = kt.type[(int)w.t];
+    size_t yrs;
+    const auto y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
+    std::vector<float> out(w.rows);
+    double best = 1e30;
+    for (int rep = 0; rep < 6; ++rep) {
+        const double t = run_threads(nth, [&](int ti) {
+            const int64_t r0 = w.rows * ti / nth, r1 = w.rows * (ti + 1) / nth;
+            for (int64_t r = r0; r < r1; ++r) tk.vec_dot(w.k, &out[r], &w.data[r * w.rs], y.data());
+        });
+        best = std::min(best, t);
+    }
+    return best;
+}
+
+// prefill: S (ny x rows) = Y (ny x k) . W^T with the table's gemm tiles; activations in chunks of
+// 64 rows (L2), each weight tile reused across the chunk.
+double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
+    const TypeKernels& tk = kt.type[(int)w.t];
+    size_t yrs;
+    const auto y = make_acts(kt, tk.vec_dot_type, w.k, ny, &yrs);
+    std::vector<float> out((size_t)ny * w.rows);
+    const int tx = std::max(1, tk.gemm_rows_x), ty = std::max(1, tk.gemm_rows_y);
+    double best = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+        const double t = run_threads(nth, [&](int ti) {
+            const int64_t r0 = w.rows * ti / nth, r1 = w.rows * (ti + 1) / nth;
+            for (int64_t c0 = 0; c0 < ny; c0 += 64) {
+                const int64_t c1 = std::min(ny, c0 + 64);
+                for (int64_t r = r0; r < r1; r += tx) {
+                    const int nrx = (int)std::min<int64_t>(tx, r1 - r);
+                    for (int64_t c = c0; c < c1; c += ty) {
+                        const int nry = (int)std::min<int64_t>(ty, c1 - c);
+                        if (tk.gemm)
+                            tk.gemm(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &y[c * yrs], yrs, nry);
+                        else
+                            for (int j = 0; j < nry; ++j)
+                                for (int i = 0; i < nrx; ++i)
+                                    tk.vec_dot(w.k, &out[(c + j) * w.rows + r + i], &w.data[(r + i) * w.rs], &y[(c + j) * yrs]);
+                    }
+                }
+            }
+        });
+        best = std::min(best, t);
+    }
+    return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const auto names = available_kernels();
+    const std::string table = argc > 1 ? argv[1] : names.back();
+    const KernelTable* kt = find_kernels(table);
+    if (!kt) { std::fprintf(stderr, "table %s not available\n", table.c_str()); return 1; }
+    std::vector<std::string> types = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k",
+                                      "q4_k", "q5_k", "q6_k", "f16", "bf16", "f32"};
+    if (argc > 2) {
+        types.clear();
+        std::string s = argv[2];
+        for (size_t a = 0, b; a <= s.size(); a = b + 1) {
+            b = s.find(',', a);
+            if (b == std::string::npos) b = s.size();
+            if (b > a) types.push_back(s.substr(a, b - a));
+        }
+    }
+    const double mib = argc > 3 ? atof(argv[3]) : 256;
+
+    // bandwidth of this machine (1 GiB buffer, touched first)
+    const size_t bwbytes = (size_t)1 << 30;
+    std::vector<uint8_t> buf(bwbytes);
+    for (size_t i = 0; i < bwbytes; i += 4096) buf[i] = (uint8_t)i;
+    double bw[3][2];
+    const int streams[3] = {1, 4, 8};
+    for (int s = 0; s < 3; ++s)
+        for (int nth = 1; nth <= 2; ++nth) bw[s][nth - 1] = read_bw(buf.data(), bwbytes, nth, streams[s]);
+    buf = {};
+    std::printf("read bandwidth GB/s (1 GiB):   1 thread: %.1f / %.1f / %.1f   2 threads: %.1f / %.1f / %.1f"
+                "   (1 / 4 / 8 streams per thread)\n",
+                bw[0][0], bw[1][0], bw[2][0], bw[0][1], bw[1][1], bw[2][1]);
+    const double bwmax[2] = {std::max({bw[0][0], bw[1][0], bw[2][0]}), std::max({bw[0][1], bw[1][1], bw[2][1]})};
+
+    std::printf("table %s; decode: weights %.0f MiB (> 32 MiB L3), k = 4096, 1 activation row; "
+                "prefill: 512 activation rows x 1024 weight rows x 4096\n", kt->name, mib);
+    std::printf("%-6s %3s %10s %9s %8s %12s %9s\n", "type", "thr", "decode GB/s", "% of bw", "tok/s*", "prefill GF/s",
+                "gemm rows");
+    for (const auto& tn : types) {
+        const DType t = dtype_from_name(tn);
+        const int64_t k = 4096;
+        const int64_t rows = (int64_t)(mib * 1048576.0 / row_size(t, k));
+        const Mat w = make_weights(t, k, rows);
+        const Mat wp = make_weights(t, k, 1024);
+        for (int nth = 1; nth <= 2; ++nth) {
+            const double td = bench_decode(*kt, w, nth);
+            const double gbs = w.data.size() / td / 1e9;
+            const double tp = bench_prefill(*kt, wp, 512, nth);
+            const double gf = 2.0 * 512 * 1024 * k / tp / 1e9;
+            std::printf("%-6s %3d %10.1f %8.0f%% %8.1f %12.1f %6dx%d\n", tn.c_str(), nth, gbs, 100 * gbs / bwmax[nth - 1],
+                        1.0 / td, gf, kt->type[(int)t].gemm_rows_x, kt->type[(int)t].gemm_rows_y);
+            std::fflush(stdout);
+        }
+    }
+    std::printf("* tok/s: passes over this weight matrix per second (decode tokens if it were the whole model)\n");
+    return 0;
+}

@@ -1,0 +1,112 @@
+"""`ggmlpy bench`: prompt-processing (ppN: N tokens in one eval from an empty context) and text
+generation (tgN: N single-token evals from an empty context) speed in tokens/s, mean ± sd over
+repetitions after one warm-up, printed as a markdown table with llama-bench's columns so the
+numbers compare one to one. Token ids are random (fixed seed), as in llama-bench."""
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import List, Sequence
+
+
+@dataclass
+class BenchResult:
+    model: str
+    size_bytes: int
+    n_params: int
+    threads: int
+    test: str
+    samples: List[float]   # tokens/s of each repetition
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.samples) if len(self.samples) > 1 else 0.0
+
+
+def _gguf_summary(path: str):
+    """(n_params, tensor bytes, file type name) read with the gguf package (mmap, no weights read)."""
+    import gguf
+    r = gguf.GGUFReader(path)
+    n_params = sum(int(t.n_elements) for t in r.tensors)
+    size = sum(int(t.n_bytes) for t in r.tensors)
+    ftype = None
+    field = r.fields.get("general.file_type")
+    if field is not None:
+        try:
+            ftype = gguf.LlamaFileType(int(field.parts[field.data[0]][0])).name.replace("MOSTLY_", "")
+        except (ValueError, IndexError):
+            ftype = None
+    if ftype is None:  # the most common tensor type
+        counts = {}
+        for t in r.tensors:
+            counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_bytes)
+        ftype = max(counts, key=counts.get) if counts else "?"
+    return n_params, size, ftype
+
+
+def _params_label(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{round(n / 1e6)}M"
+
+
+def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], threads: Sequence[int],
+              repetitions: int = 5, n_batch: int = 512, use_mmap: bool = True, progress=None) -> List[BenchResult]:
+    from . import _core
+    path = os.fspath(model_path)
+    n_params, size, ftype = _gguf_summary(path)
+    need = max(list(n_prompt) + list(n_gen) + [1])
+    core = _core.Model(path, n_ctx=max(need, 16), n_batch=n_batch, n_threads=threads[0] if threads else 0,
+                       use_mmap=use_mmap)
+    try:
+        name = f"{core.arch} {_params_label(n_params)} {ftype}"
+        rng = random.Random(1234)
+        n_vocab = core.n_vocab
+        results: List[BenchResult] = []
+        for t in threads:
+            core.n_threads = t
+            for kind, sizes in (("pp", n_prompt), ("tg", n_gen)):
+                for n in sizes:
+                    if n <= 0:
+                        continue
+                    samples = []
+                    for rep in range(repetitions + 1):   # rep 0 is the warm-up
+                        ids = [rng.randrange(n_vocab) for _ in range(n)]
+                        core.reset()
+                        if kind == "pp":
+                            t0 = time.perf_counter()
+                            core.eval(ids, False)
+                            dt = time.perf_counter() - t0
+                        else:
+                            t0 = time.perf_counter()
+                            for i in ids:
+                                core.eval([i], False)
+                            dt = time.perf_counter() - t0
+                        if rep > 0:
+                            samples.append(n / dt)
+                    res = BenchResult(name, size, n_params, t, f"{kind}{n}", samples)
+                    results.append(res)
+                    if progress:
+                        progress(res)
+        return results
+    finally:
+        core.close()
+
+
+def markdown_table(results: List[BenchResult]) -> str:
+    head = ["model", "size", "params", "backend", "threads", "test", "t/s"]
+    rows = [[r.model, f"{r.size_bytes / 2**20:.2f} MiB", f"{r.n_params / 1e6:.2f} M", "CPU", str(r.threads),
+             r.test, f"{r.mean:.2f} ± {r.sd:.2f}"] for r in results]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    right = {2, 4, 5, 6, 1}
+
+    def fmt(cells):
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    sep = "| " + " | ".join(("-" * (w - 1) + ":") if i in right else "-" * w for i, w in enumerate(widths)) + " |"
+    return "\n".join([fmt(head), sep] + [fmt(r) for r in rows])

@@ -1,0 +1,195 @@
+// Shared machinery of every architecture: hyperparameters, weight binding by GGUF name with
+// shape checks, the KV cache, and DecoderModel, the Model implementation that evaluates tokens in
+// chunks of n_batch by building one graph per chunk. An architecture file (llama_arch.cpp,
+// gptj_arch.cpp) supplies three hooks: read hyperparameters, bind its tensors, build the graph
+// from the shared blocks (blocks.h). Variants (norm type, parallel residual, rope mode and dims,
+// biases) are data in HParams / LayerWeights, not copies of code.
+#pragma once
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggmlpy/gguf.h"
+#include "ggmlpy/graph.h"
+#include "ggmlpy/model.h"
+#include "ggmlpy/ops.h"
+#include "ggmlpy/tensor.h"
+#include "ggmlpy/threadpool.h"
+#include "ggmlpy/tokenizer.h"
+
+namespace ggmlpy {
+
+struct HParams {
+    int n_vocab = 0;
+    int n_ctx_train = 0;
+    int n_embd = 0;
+    int n_layer = 0;
+    int n_ff = 0;
+    int n_head = 0;
+    int n_head_kv = 0;
+    int head_dim = 0;       // n_embd / n_head
+    float norm_eps = 1e-5f; // RMS or LayerNorm epsilon
+    RopeParams rope;        // n_rot, mode, base, scaling
+    int n_embd_kv() const { return head_dim * n_head_kv; }
+};
+
+// Weights of one block. Tensors a variant lacks stay nullptr (no biases in Llama, no ffn_gate or
+// ffn_norm in GPT-J). Matrices are [n_in, n_out] in ggml order (row = one output's weights).
+struct LayerWeights {
+    Tensor* attn_norm = nullptr;   // [n_embd]
+    Tensor* attn_norm_b = nullptr; // [n_embd]
+    Tensor* wq = nullptr;          // [n_embd, n_head * head_dim]
+    Tensor* wk = nullptr;          // [n_embd, n_head_kv * head_dim]
+    Tensor* wv = nullptr;          // [n_embd, n_head_kv * head_dim]
+    Tensor* wo = nullptr;          // [n_head * head_dim, n_embd]
+    Tensor* bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
+    Tensor* ffn_norm = nullptr;    // [n_embd]
+    Tensor* ffn_norm_b = nullptr;
+    Tensor* ffn_gate = nullptr;    // [n_embd, n_ff]
+    Tensor* ffn_up = nullptr;      // [n_embd, n_ff]
+    Tensor* ffn_down = nullptr;    // [n_ff, n_embd]
+    Tensor* ffn_up_b = nullptr;    // [n_ff]
+    Tensor* ffn_down_b = nullptr;  // [n_embd]
+};
+
+struct ModelWeights {
+    Tensor* tok_embd = nullptr;    // [n_embd, n_vocab]
+    Tensor* output_norm = nullptr; // [n_embd]
+    Tensor* output_norm_b = nullptr;
+    Tensor* output = nullptr;      // [n_embd, n_vocab]; tok_embd when tied
+    Tensor* output_b = nullptr;    // [n_vocab]
+    Tensor* rope_freqs = nullptr;  // [n_rot / 2] (Llama 3 scaling factors), optional
+    std::vector<LayerWeights> layers;
+};
+
+// Binds GGUF tensors to graph leaves over the file's memory (zero copy). Small 1-D tensors
+// (norms, biases) that are not f32 are converted once into owned f32 memory, since the norm and
+// add ops take f32 operands. Every tensor is checked against the shape the metadata implies.
+class DecoderModel;
+class WeightBinder {
+public:
+    WeightBinder(const GGUFFile& file, Context& ctx) : file_(file), ctx_(ctx) {}
+    DecoderModel* owner_ = nullptr;  // holds the converted f32 copies
+    // Throws FormatError "<file>: tensor 'name' not found" / "... has shape [a, b], expected [c, d]".
+    Tensor* require(const std::string& name, const std::vector<int64_t>& ne);
+    // nullptr when absent; shape-checked when present.
+    Tensor* optional(const std::string& name, const std::vector<int64_t>& ne);
+    // Tensors of the file that no hook bound (reported in metadata, not an error).
+    std::vector<std::string> unused() const;
+
+private:
+    Tensor* bind(const GGUFTensorInfo& t, const std::vector<int64_t>& ne);
+    const GGUFFile& file_;
+    Context& ctx_;
+    std::map<std::string, bool> used_;
+};
+
+// K and V of every layer for n_ctx positions. K: per layer [n_embd_kv, n_ctx], one row per
+// position. V is stored transposed, per layer [n_ctx, n_embd_kv] (one row per channel), so the
+// attention product softmax(QK) x V reads contiguous rows of V^T without a copy.
+class KVCache {
+public:
+    KVCache(const HParams& hp, int n_ctx, DType type, Context& ctx);
+    int n_ctx() const { return n_ctx_; }
+    DType type() const { return type_; }
+    size_t bytes() const { return bytes_; }
+    Tensor* k(int il) const { return k_[il]; }
+    Tensor* v(int il) const { return v_[il]; }
+
+private:
+    int n_ctx_;
+    DType type_;
+    size_t bytes_ = 0;
+    std::vector<Tensor*> k_, v_;
+};
+
+// Per-chunk inputs the graph builder gets.
+struct BatchInput {
+    Tensor* ids = nullptr;  // I32 [n_tokens]
+    Tensor* pos = nullptr;  // I32 [n_tokens], positions n_past .. n_past + n_tokens - 1
+    int n_tokens = 0;
+    int n_past = 0;
+    int n_outputs = 0;      // logits rows wanted: n_tokens (all), 1 (the last token) or 0 (none)
+};
+
+class DecoderModel : public Model {
+public:
+    DecoderModel(std::unique_ptr<GGUFFile> file, const ModelParams& params, std::string arch);
+    ~DecoderModel() override;
+
+    const std::string& arch() const override { return arch_; }
+    int n_vocab() const override { return hp_.n_vocab; }
+    int n_ctx() const override { return n_ctx_; }
+    int n_embd() const override { return hp_.n_embd; }
+    int n_layer() const override { return hp_.n_layer; }
+    int n_past() const override { return n_past_; }
+    const Tokenizer& tokenizer() const override { return *tokenizer_; }
+    const std::map<std::string, std::string>& metadata() const override { return metadata_; }
+    MemoryStats memory() const override;
+    void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) override;
+    void reset() override { n_past_ = 0; }
+    void set_n_threads(int n) override;
+    int n_threads() const override { return n_threads_; }
+    void close() override;
+    bool closed() const override { return closed_; }
+    bool mmapped() const override { return file_ && file_->mmapped(); }
+    bool mlocked() const override { return file_ && file_->mlocked(); }
+    std::string mlock_error() const override { return mlock_error_; }
+
+    const GGUFFile& file() const { return *file_; }
+    const HParams& hparams() const { return hp_; }
+
+protected:
+    // Hooks, called by init() in this order.
+    virtual void read_hparams(const GGUFFile& f, HParams& hp) = 0;
+    virtual void bind_weights(WeightBinder& b, const HParams& hp, ModelWeights& w) = 0;
+    // Returns f32 logits [n_vocab, n_outputs] (the last n_outputs tokens), or nullptr when
+    // n_outputs is 0 (the graph then only has to fill the KV cache).
+    virtual Tensor* build_graph(Context& ctx, Graph& g, const BatchInput& in) = 0;
+
+public:
+    // Runs the hooks, builds the tokenizer and the KV cache. Called by the registry right after
+    // construction (hooks are virtual, so not from the constructor).
+    void init();
+
+protected:
+    std::unique_ptr<GGUFFile> file_;
+    ModelParams params_;
+    std::string arch_;
+    HParams hp_;
+    ModelWeights w_;
+    Context weights_ctx_{false};  // leaves over the mapping (no data owned except converted 1-D)
+    Context kv_ctx_{true};        // the KV cache (owned, zero-filled)
+    std::unique_ptr<KVCache> kv_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    std::map<std::string, std::string> metadata_;
+    std::unique_ptr<ThreadPool> pool_;
+    ComputeBuffer buf_;
+    Context graph_ctx_{false};    // per chunk graph nodes, cleared each chunk
+    std::vector<int32_t> pos_;
+    int n_ctx_ = 0;
+    int n_past_ = 0;
+    bool closed_ = false;
+    std::string mlock_error_;
+    int n_threads_ = 1;
+    std::deque<std::vector<float>> converted_;  // 1-D weights converted to f32
+    size_t converted_bytes_ = 0;
+    friend class WeightBinder;
+};
+
+// Tokenizer vocabulary from tokenizer.ggml.* keys (throws FormatError naming the key).
+Vocab vocab_from_gguf(const GGUFFile& f);
+
+// Registry: architecture name -> factory. Model::load dispatches on general.architecture.
+using ArchFactory = std::function<std::unique_ptr<DecoderModel>(std::unique_ptr<GGUFFile>, const ModelParams&)>;
+std::unique_ptr<DecoderModel> make_llama_model(std::unique_ptr<GGUFFile> f, const ModelParams& p);
+std::unique_ptr<DecoderModel> make_gptj_model(std::unique_ptr<GGUFFile> f, const ModelParams& p);
+
+// Metadata helpers shared by the hooks: "<arch>.<key>" lookups with range checks.
+int hparam_int(const GGUFFile& f, const std::string& key, int64_t lo, int64_t hi);
+int hparam_int_or(const GGUFFile& f, const std::string& key, int def, int64_t lo, int64_t hi);
+
+}  // namespace ggmlpy

@@ -1,0 +1,76 @@
+// Shared transformer blocks (blocks.h): norm, linear, causal self-attention over the KV cache,
+// SwiGLU and GELU MLPs. Shapes in ggml order; n = tokens of this chunk, n_kv = n_past + n.
+#include "arch/blocks.h"
+
+#include <cmath>
+
+namespace ggmlpy {
+
+Tensor* block_norm(Context& ctx, Tensor* x, NormKind kind, float eps, Tensor* w, Tensor* b) {
+    if (kind == NormKind::RMS) {
+        Tensor* y = rms_norm(ctx, x, eps, w);
+        return b ? add(ctx, y, b) : y;
+    }
+    return layer_norm(ctx, x, eps, w, b);
+}
+
+Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x) {
+    Tensor* y = mul_mat(ctx, w, x);
+    return b ? add(ctx, y, b) : y;
+}
+
+Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWeights& lw,
+                        const KVCache& kv, int il, Tensor* cur, const BatchInput& in,
+                        Tensor* rope_freqs) {
+    const int64_t n = in.n_tokens, hd = hp.head_dim;
+    const int64_t n_kv = (int64_t)in.n_past + n;
+    const int64_t n_embd_kv = hp.n_embd_kv();
+
+    Tensor* q = block_linear(ctx, lw.wq, lw.bq, cur);  // [n_head * hd, n]
+    Tensor* k = block_linear(ctx, lw.wk, lw.bk, cur);  // [n_embd_kv, n]
+    Tensor* v = block_linear(ctx, lw.wv, lw.bv, cur);  // [n_embd_kv, n]
+    q = reshape_3d(ctx, q, hd, hp.n_head, n);          // [hd, n_head, n]
+    k = reshape_3d(ctx, k, hd, hp.n_head_kv, n);       // [hd, n_head_kv, n]
+    if (hp.rope.n_rot > 0) {
+        q = rope(ctx, q, in.pos, hp.rope, rope_freqs);
+        k = rope(ctx, k, in.pos, hp.rope, rope_freqs);
+    }
+
+    // Store K rows (one per position) and V columns (V^T has one row per channel).
+    Tensor* kc = kv.k(il);  // [n_embd_kv, n_ctx]
+    Tensor* vc = kv.v(il);  // [n_ctx, n_embd_kv]
+    const size_t esz = kc->element_size();
+    Tensor* k_dst = view_1d(ctx, kc, n * n_embd_kv, (size_t)in.n_past * kc->nb[1]);
+    g.build_forward(cpy(ctx, k, k_dst));
+    Tensor* v_dst = view_2d(ctx, vc, n, n_embd_kv, vc->nb[1], (size_t)in.n_past * esz);
+    g.build_forward(cpy(ctx, transpose(ctx, v), v_dst));  // [n, n_embd_kv] <- v^T
+
+    // scores[j, i, h] = k_j . q_i over the cached positions j < n_kv
+    Tensor* K = view_3d(ctx, kc, hd, n_kv, hp.n_head_kv, kc->nb[1], (size_t)hd * esz, 0);
+    Tensor* Q = permute(ctx, q, 0, 2, 1, 3);                       // [hd, n, n_head]
+    Tensor* kq = mul_mat(ctx, K, Q);                               // [n_kv, n, n_head]
+    kq = soft_max(ctx, kq, 1.0f / std::sqrt((float)hd), true, in.n_past);
+    // out[:, i, h] = sum_j p[j, i, h] v_j: rows of V^T are channels, so V^T [n_kv, hd, n_head_kv]
+    Tensor* V = view_3d(ctx, vc, n_kv, hd, hp.n_head_kv, vc->nb[1], (size_t)hd * vc->nb[1], 0);
+    Tensor* kqv = mul_mat(ctx, V, kq);                             // [hd, n, n_head]
+    Tensor* o = cont(ctx, permute(ctx, kqv, 0, 2, 1, 3));          // [hd, n_head, n]
+    return reshape_2d(ctx, o, hd * hp.n_head, n);
+}
+
+Tensor* block_ffn_swiglu(Context& ctx, const LayerWeights& lw, Tensor* x) {
+    Tensor* gate = mul_mat(ctx, lw.ffn_gate, x);  // [n_ff, n]
+    Tensor* up = mul_mat(ctx, lw.ffn_up, x);      // [n_ff, n]
+    return mul_mat(ctx, lw.ffn_down, swiglu(ctx, gate, up));
+}
+
+Tensor* block_ffn_gelu(Context& ctx, const LayerWeights& lw, Tensor* x) {
+    Tensor* h = gelu(ctx, block_linear(ctx, lw.ffn_up, lw.ffn_up_b, x));  // [n_ff, n]
+    return block_linear(ctx, lw.ffn_down, lw.ffn_down_b, h);
+}
+
+Tensor* block_last_row(Context& ctx, Tensor* x) {
+    if (x->ne[1] == 1) return x;
+    return view_2d(ctx, x, x->ne[0], 1, x->nb[1], (size_t)(x->ne[1] - 1) * x->nb[1]);
+}
+
+}  // namespace ggmlpy

@@ -1,0 +1,233 @@
+// DecoderModel (arch.h): the Model every architecture shares. init() runs the architecture's
+// hooks, builds the tokenizer and the KV cache; eval() splits tokens into chunks of n_batch,
+// builds one graph per chunk (the architecture's build_graph) and computes it on the model's
+// thread pool. Also WeightBinder (zero-copy binding with shape checks) and KVCache.
+#include <algorithm>
+#include <cstring>
+
+#include "arch/arch.h"
+#include "ggmlpy/cpu.h"
+#include "ggmlpy/error.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+namespace ggmlpy {
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& ne) {
+    std::string s = "[";
+    for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "]";
+}
+}  // namespace
+
+// ---- hyperparameter helpers ----------------------------------------------------------------------
+
+int hparam_int(const GGUFFile& f, const std::string& key, int64_t lo, int64_t hi) {
+    int64_t v = f.require_int(key);
+    if (v < lo || v > hi)
+        throw FormatError(f.path() + ": key '" + key + "' = " + std::to_string(v) + " is out of range [" +
+                          std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return (int)v;
+}
+
+int hparam_int_or(const GGUFFile& f, const std::string& key, int def, int64_t lo, int64_t hi) {
+    return f.has(key) ? hparam_int(f, key, lo, hi) : def;
+}
+
+// ---- WeightBinder ----------------------------------------------------------------------------------
+
+Tensor* WeightBinder::bind(const GGUFTensorInfo& t, const std::vector<int64_t>& ne) {
+    // shape check: dims beyond the expected rank must be 1
+    bool ok = t.n_dims <= (int)ne.size() || ne.size() == 0;
+    for (int d = 0; d < 4 && ok; ++d) {
+        int64_t want = d < (int)ne.size() ? ne[d] : 1;
+        if (t.ne[d] != want) ok = false;
+    }
+    if (!ok)
+        throw FormatError(file_.path() + ": tensor '" + t.name + "' has shape " + t.shape_string() +
+                          ", expected " + shape_str(ne) + " from the metadata");
+    used_[t.name] = true;
+    const bool vector = ne.size() == 1;
+    if (vector && t.type != DType::F32) {
+        // norms and biases: convert once to f32 (the norm/add ops take f32 operands)
+        DecoderModel* model = owner_;
+        std::vector<float>& buf = model->converted_.emplace_back((size_t)ne[0]);
+        dequantize_row(t.type, t.data, buf.data(), ne[0]);
+        model->converted_bytes_ += buf.size() * sizeof(float);
+        Tensor* x = ctx_.new_tensor_external(DType::F32, ne, buf.data());
+        x->set_name(t.name);
+        return x;
+    }
+    if (!vector && kernels().type[(int)t.type].vec_dot == nullptr && t.name != "token_embd.weight")
+        throw FormatError(file_.path() + ": tensor '" + t.name + "' has type " + dtype_name(t.type) +
+                          ", which has no matmul kernel");
+    Tensor* x = ctx_.new_tensor_external(t.type, ne, t.data);
+    x->set_name(t.name);
+    return x;
+}
+
+Tensor* WeightBinder::require(const std::string& name, const std::vector<int64_t>& ne) {
+    return bind(file_.require_tensor(name), ne);
+}
+
+Tensor* WeightBinder::optional(const std::string& name, const std::vector<int64_t>& ne) {
+    const GGUFTensorInfo* t = file_.find_tensor(name);
+    return t ? bind(*t, ne) : nullptr;
+}
+
+std::vector<std::string> WeightBinder::unused() const {
+    std::vector<std::string> out;
+    for (const auto& t : file_.tensors())
+        if (!used_.count(t.name)) out.push_back(t.name);
+    return out;
+}
+
+// ---- KVCache ---------------------------------------------------------------------------------------
+
+KVCache::KVCache(const HParams& hp, int n_ctx, DType type, Context& ctx) : n_ctx_(n_ctx), type_(type) {
+    for (int il = 0; il < hp.n_layer; ++il) {
+        Tensor* k = ctx.new_tensor_2d(type, hp.n_embd_kv(), n_ctx);  // row per position
+        Tensor* v = ctx.new_tensor_2d(type, n_ctx, hp.n_embd_kv());  // row per channel
+        k->set_name("cache_k_l" + std::to_string(il));
+        v->set_name("cache_v_l" + std::to_string(il));
+        k_.push_back(k);
+        v_.push_back(v);
+        bytes_ += k->nbytes() + v->nbytes();
+    }
+}
+
+// ---- DecoderModel ----------------------------------------------------------------------------------
+
+DecoderModel::DecoderModel(std::unique_ptr<GGUFFile> file, const ModelParams& params, std::string arch)
+    : file_(std::move(file)), params_(params), arch_(std::move(arch)) {}
+
+DecoderModel::~DecoderModel() = default;
+
+void DecoderModel::init() {
+    const GGUFFile& f = *file_;
+    read_hparams(f, hp_);
+    if (hp_.n_head_kv <= 0 || hp_.n_head % hp_.n_head_kv != 0)
+        throw FormatError(f.path() + ": head_count " + std::to_string(hp_.n_head) +
+                          " is not a multiple of head_count_kv " + std::to_string(hp_.n_head_kv));
+    if (hp_.rope.n_rot < 0 || hp_.rope.n_rot > hp_.head_dim || hp_.rope.n_rot % 2 != 0)
+        throw FormatError(f.path() + ": key '" + arch_ + ".rope.dimension_count' = " +
+                          std::to_string(hp_.rope.n_rot) + " must be even and at most the head size " +
+                          std::to_string(hp_.head_dim));
+
+    Vocab vocab = vocab_from_gguf(f);
+    const int n_tokens_vocab = (int)vocab.tokens.size();
+    if (hp_.n_vocab == 0) hp_.n_vocab = n_tokens_vocab;
+    if (hp_.n_vocab != n_tokens_vocab)
+        throw FormatError(f.path() + ": key '" + arch_ + ".vocab_size' = " + std::to_string(hp_.n_vocab) +
+                          " but tokenizer.ggml.tokens has " + std::to_string(n_tokens_vocab) + " tokens");
+    try {
+        tokenizer_ = std::make_unique<Tokenizer>(std::move(vocab));
+    } catch (const ValueError& e) {
+        throw FormatError(f.path() + ": bad tokenizer metadata: " + e.what());
+    }
+
+    WeightBinder binder(f, weights_ctx_);
+    binder.owner_ = this;
+    bind_weights(binder, hp_, w_);
+    std::vector<std::string> unused = binder.unused();
+    if (!unused.empty()) {
+        std::string s;
+        for (size_t i = 0; i < unused.size() && i < 8; ++i) s += (i ? ", " : "") + unused[i];
+        if (unused.size() > 8) s += ", ...";
+        metadata_["ggmlpy.unused_tensors"] = s;
+    }
+
+    // context and KV cache
+    if (params_.n_ctx < 0) throw ValueError("n_ctx must be >= 0, got " + std::to_string(params_.n_ctx));
+    if (params_.n_batch < 1) throw ValueError("n_batch must be >= 1, got " + std::to_string(params_.n_batch));
+    if (params_.n_threads < 0) throw ValueError("n_threads must be >= 0, got " + std::to_string(params_.n_threads));
+    if (params_.kv_type != DType::F16 && params_.kv_type != DType::F32)
+        throw ValueError(std::string("kv_type must be f16 or f32, got ") + dtype_name(params_.kv_type));
+    n_ctx_ = params_.n_ctx > 0 ? params_.n_ctx : std::min(hp_.n_ctx_train > 0 ? hp_.n_ctx_train : 4096, 4096);
+    if (n_ctx_ > (1 << 20)) throw ValueError("n_ctx " + std::to_string(n_ctx_) + " is too large (max 1048576)");
+    kv_ = std::make_unique<KVCache>(hp_, n_ctx_, params_.kv_type, kv_ctx_);
+
+    n_threads_ = params_.n_threads > 0 ? params_.n_threads : physical_cores();
+    pool_ = std::make_unique<ThreadPool>(n_threads_);
+
+    for (const auto& kv : f.kv())
+        if (!kv.second.is_array()) metadata_[kv.first] = kv.second.to_string();
+    mlock_error_ = f.mlock_error();
+}
+
+void DecoderModel::close() {
+    if (closed_) return;
+    closed_ = true;
+    pool_.reset();
+    buf_.release();
+    graph_ctx_.clear();
+    kv_.reset();
+    kv_ctx_.clear();
+    w_ = ModelWeights();
+    weights_ctx_.clear();
+    converted_.clear();
+    converted_bytes_ = 0;
+    file_.reset();
+    n_past_ = 0;
+}
+
+MemoryStats DecoderModel::memory() const {
+    MemoryStats m;
+    if (closed_) return m;
+    m.file_bytes = file_->file_size();
+    m.weight_bytes = file_->tensor_bytes();
+    m.kv_bytes = kv_ ? kv_->bytes() : 0;
+    m.scratch_bytes = buf_.capacity() + converted_bytes_;
+    return m;
+}
+
+void DecoderModel::set_n_threads(int n) {
+    if (n < 0) throw ValueError("n_threads must be >= 0, got " + std::to_string(n));
+    n_threads_ = n > 0 ? n : physical_cores();
+}
+
+void DecoderModel::eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) {
+    if (closed_) throw ValueError("eval: the model is closed");
+    if (n <= 0) throw ValueError("eval: no tokens given");
+    for (int64_t i = 0; i < n; ++i)
+        if (ids[i] < 0 || ids[i] >= hp_.n_vocab)
+            throw ValueError("eval: token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
+                             " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
+    if ((int64_t)n_past_ + n > n_ctx_)
+        throw ContextFullError("context full: " + std::to_string(n_past_) + " tokens in the cache + " +
+                               std::to_string(n) + " new > n_ctx " + std::to_string(n_ctx_) +
+                               " (reset() or load with a larger n_ctx)");
+
+    const int n_batch = params_.n_batch;
+    for (int64_t start = 0; start < n; start += n_batch) {
+        const int nt = (int)std::min<int64_t>(n_batch, n - start);
+        const bool last_chunk = start + nt == n;
+        graph_ctx_.clear();
+        Graph g;
+        BatchInput in;
+        in.n_tokens = nt;
+        in.n_past = n_past_;
+        // rows of logits wanted from this chunk: all, the last one, or none (prefill only)
+        in.n_outputs = all_logits ? nt : (last_chunk ? 1 : 0);
+        in.ids = graph_ctx_.new_tensor_external(DType::I32, {nt}, ids + start);
+        pos_.resize((size_t)nt);
+        for (int i = 0; i < nt; ++i) pos_[(size_t)i] = n_past_ + i;
+        in.pos = graph_ctx_.new_tensor_external(DType::I32, {nt}, pos_.data());
+
+        Tensor* out = build_graph(graph_ctx_, g, in);  // [n_vocab, n_outputs] or nullptr
+        if (out) g.build_forward(out);
+        compute(g, *pool_, n_threads_, &buf_);
+        n_past_ += nt;
+
+        if (in.n_outputs > 0) {
+            float* dst = all_logits ? logits + start * hp_.n_vocab : logits;
+            for (int r = 0; r < in.n_outputs; ++r)
+                std::memcpy(dst + (size_t)r * hp_.n_vocab, (const char*)out->data + r * out->nb[1],
+                            (size_t)hp_.n_vocab * sizeof(float));
+        }
+    }
+    graph_ctx_.clear();
+}
+
+}  // namespace ggmlpy

@@ -1,0 +1,169 @@
+// MUL_MAT and GET_ROWS. mul_mat never switches on the weight type: the kernel table says which
+// partner type (vec_dot_type) activations become; each activation row is converted ONCE into the
+// shared scratch (rows split over threads, then a barrier), then weight rows are split over
+// threads in chunks taken from an atomic counter (so 2 threads balance under load). Prefill uses
+// the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows); decode
+// (one activation row) uses vec_dot per weight row.
+#include <algorithm>
+#include <cstring>
+
+#include "compute/forward.h"
+#include "ggmlpy/error.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+namespace ggmlpy {
+namespace {
+
+struct MatmulPlan {
+    const TypeKernels* tk;
+    DType vdt;
+    bool direct;        // b's rows are used in place (f32 partner and dense rows)
+    size_t y_row;       // bytes per converted activation row
+    size_t temp_off;    // per-thread gather rows (strided b, non-f32 partner), from wdata
+};
+
+MatmulPlan plan_of(const Tensor* t) {
+    const Tensor* a = t->src[0];
+    const Tensor* b = t->src[1];
+    MatmulPlan m;
+    m.tk = &kernels().type[(int)a->type];
+    m.vdt = m.tk->vec_dot_type;
+    m.direct = m.vdt == DType::F32 && b->nb[0] == sizeof(float);
+    m.y_row = row_size(m.vdt, b->ne[0]);
+    m.temp_off = (m.y_row * (size_t)b->nrows() + 63) / 64 * 64;
+    return m;
+}
+
+}  // namespace
+
+size_t mul_mat_work_size(const Tensor* t, int nth) {
+    const MatmulPlan m = plan_of(t);
+    if (m.direct) return 0;
+    const Tensor* b = t->src[1];
+    size_t n = m.temp_off;
+    if (b->nb[0] != sizeof(float)) n += (size_t)nth * (size_t)b->ne[0] * sizeof(float);
+    return n;
+}
+
+void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
+    const Tensor* a = t->src[0];
+    const Tensor* b = t->src[1];
+    const MatmulPlan m = plan_of(t);
+    const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
+    const int64_t B2 = b->ne[2], B3 = b->ne[3];
+    const int64_t r2 = B2 / a->ne[2], r3 = B3 / a->ne[3];
+
+    // 1. activations -> partner type, rows split over threads
+    if (!m.direct) {
+        const int64_t nr = b->nrows();
+        int64_t q0, q1;
+        split_rows(nr, p.ith, p.nth, q0, q1);
+        float* tmp = reinterpret_cast<float*>(p.wdata + m.temp_off) + (size_t)p.ith * (size_t)K;
+        for (int64_t r = q0; r < q1; ++r) {
+            const int64_t i1 = r % N, i2 = (r / N) % B2, i3 = r / (N * B2);
+            const char* src = static_cast<const char*>(b->data) + i1 * b->nb[1] + i2 * b->nb[2] + i3 * b->nb[3];
+            const float* row = reinterpret_cast<const float*>(src);
+            if (b->nb[0] != sizeof(float)) {
+                for (int64_t k = 0; k < K; ++k) tmp[k] = *reinterpret_cast<const float*>(src + (size_t)k * b->nb[0]);
+                row = tmp;
+            }
+            kernels().type[(int)m.vdt].from_float(row, p.wdata + (size_t)r * m.y_row, K);
+        }
+        p.barrier();
+    }
+    auto yrow = [&](int64_t i1, int64_t i2, int64_t i3) -> const char* {
+        if (m.direct) return static_cast<const char*>(b->data) + i1 * b->nb[1] + i2 * b->nb[2] + i3 * b->nb[3];
+        return p.wdata + (size_t)((i3 * B2 + i2) * N + i1) * m.y_row;
+    };
+    const size_t by = m.direct ? b->nb[1] : m.y_row;
+
+    // 2. chunks of weight rows x batches, taken dynamically
+    const int rx = std::max(1, m.tk->gemm_rows_x), ry = std::max(1, m.tk->gemm_rows_y);
+    const int64_t nbatch = B2 * B3;
+    int64_t chunk_m = M;
+    if (p.nth > 1) {
+        const int64_t want = std::max<int64_t>(1, (int64_t)p.nth * 4 / std::max<int64_t>(1, nbatch));
+        chunk_m = std::max<int64_t>(16, (M + want - 1) / want);
+        chunk_m = (chunk_m + rx - 1) / rx * rx;
+    }
+    const int64_t n_mchunks = (M + chunk_m - 1) / chunk_m;
+    const int64_t n_chunks = n_mchunks * nbatch;
+    const bool use_gemm = m.tk->gemm && N > 1;
+    for (int64_t c = p.ith; c < n_chunks; c = p.chunk->fetch_add(1, std::memory_order_relaxed)) {
+        const int64_t ib = c / n_mchunks, mc = c % n_mchunks;
+        const int64_t i2 = ib % B2, i3 = ib / B2;
+        const int64_t m0 = mc * chunk_m, m1 = std::min(M, m0 + chunk_m);
+        const char* abase = static_cast<const char*>(a->data) + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
+        char* dbase = static_cast<char*>(t->data) + i2 * t->nb[2] + i3 * t->nb[3];
+        if (use_gemm) {
+            const size_t bs = t->nb[1] / sizeof(float);
+            for (int64_t n0 = 0; n0 < N; n0 += ry) {
+                const int nry = (int)std::min<int64_t>(ry, N - n0);
+                const char* y = yrow(n0, i2, i3);
+                for (int64_t mm = m0; mm < m1; mm += rx) {
+                    const int nrx = (int)std::min<int64_t>(rx, m1 - mm);
+                    float* s = reinterpret_cast<float*>(dbase + n0 * t->nb[1]) + mm;
+                    m.tk->gemm(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
+                }
+            }
+        } else {
+            for (int64_t n = 0; n < N; ++n) {
+                const char* y = yrow(n, i2, i3);
+                float* s = reinterpret_cast<float*>(dbase + n * t->nb[1]);
+                for (int64_t mm = m0; mm < m1; ++mm) m.tk->vec_dot(K, s + mm, abase + mm * a->nb[1], y);
+            }
+        }
+    }
+}
+
+void forward_get_rows(const Tensor* t, const ComputeParams& p) {
+    const Tensor* a = t->src[0];
+    const Tensor* ids = t->src[1];
+    const int32_t* id = static_cast<const int32_t*>(ids->data);
+    int64_t r0, r1;
+    split_rows(ids->ne[0], p.ith, p.nth, r0, r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const char* src = static_cast<const char*>(a->data) + (size_t)id[r] * a->nb[1];
+        float* dst = reinterpret_cast<float*>(static_cast<char*>(t->data) + r * t->nb[1]);
+        dequantize_row(a->type, src, dst, a->ne[0]);
+    }
+}
+
+size_t forward_work_size(const Tensor* t, int nth) {
+    return t->op == Op::MUL_MAT ? mul_mat_work_size(t, nth) : 0;
+}
+
+void forward_validate(const Tensor* t) {
+    if (t->op != Op::GET_ROWS) return;
+    const Tensor* a = t->src[0];
+    const Tensor* ids = t->src[1];
+    const int32_t* id = static_cast<const int32_t*>(ids->data);
+    for (int64_t i = 0; i < ids->ne[0]; ++i)
+        if (id[i] < 0 || id[i] >= a->ne[1])
+            throw ValueError("get_rows: id " + std::to_string(id[i]) + " at index " + std::to_string(i) +
+                             " is outside [0, " + std::to_string(a->ne[1]) + ") for a " + a->shape_str());
+}
+
+void forward(const Tensor* t, const ComputeParams& p) {
+    switch (t->op) {
+        case Op::CONT:
+        case Op::CPY: forward_dup(t, p); break;
+        case Op::ADD:
+        case Op::MUL: forward_binary(t, p); break;
+        case Op::SCALE:
+        case Op::SILU:
+        case Op::GELU:
+        case Op::GELU_ERF:
+        case Op::SWIGLU: forward_unary(t, p); break;
+        case Op::RMS_NORM: forward_rms_norm(t, p); break;
+        case Op::LAYER_NORM: forward_layer_norm(t, p); break;
+        case Op::SOFT_MAX: forward_soft_max(t, p); break;
+        case Op::ROPE: forward_rope(t, p); break;
+        case Op::GET_ROWS: forward_get_rows(t, p); break;
+        case Op::MUL_MAT: forward_mul_mat(t, p); break;
+        default: break;
+    }
+}
+
+}  // namespace ggmlpy

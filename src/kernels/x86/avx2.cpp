@@ -1,0 +1,57 @@
+// AVX2 (+FMA, F16C) kernel table: a copy of the scalar table with every weight type's vec_dot and
+// gemm, the Q8_0 / Q8_K / F16 / BF16 from_float and the f32 helpers replaced by 256-bit code
+// (bodies in x86_impl.h). Integer types and from_float give the scalar table's exact bits. Float
+// weights: vec_dot sums exact products in double (differs from scalar only in the last float
+// rounding); gemm accumulates in f32 FMA: |gemm - scalar| <= ~1e-6 * sum|x_i*y_i|.
+#include <immintrin.h>
+
+#include "kernels/kernels.h"
+
+namespace ggmlpy {
+namespace {
+
+// u8 x s8 products summed by 4 into i32 lanes via maddubs (pairs saturate at int16: callers keep
+// u <= 63, so |pair| <= 16128)
+inline __m256i mul_sum_us8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+inline __m256i mul_sum_us8_acc(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, mul_sum_us8(u, s));
+}
+inline __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off) {  // sum (u - off) * s
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(off, s)),
+                             _mm256_set1_epi16(1));
+}
+// s8 x s8 for any bytes (q8_0 weights): widen to int16 and madd
+inline __m256i s8_prep_x(__m256i x) { return x; }
+inline __m256i s8_ycorr(__m256i) { return _mm256_setzero_si256(); }
+inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
+    const __m256i lo = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(x)),
+                                         _mm256_cvtepi8_epi16(_mm256_castsi256_si128(y)));
+    const __m256i hi = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(x, 1)),
+                                         _mm256_cvtepi8_epi16(_mm256_extracti128_si256(y, 1)));
+    return _mm256_add_epi32(lo, hi);
+}
+// gemm tiles (16 ymm registers): 4x2 and 2x4 keep 8 pair lanes in one vector
+constexpr int kTile32X = 4, kTile32Y = 2;
+constexpr int kTileKX = 2, kTileKY = 4;
+constexpr int kTileFX = 3, kTileFY = 3;
+
+}  // namespace
+}  // namespace ggmlpy
+
+#include "kernels/x86/x86_impl.h"
+
+namespace ggmlpy {
+
+const KernelTable& avx2_kernels() {
+    static const KernelTable t = [] {
+        KernelTable k = scalar_kernels();
+        k.name = "avx2";
+        fill_x86_table(k);
+        return k;
+    }();
+    return t;
+}
+
+}  // namespace ggmlpy

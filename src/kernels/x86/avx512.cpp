@@ -1,0 +1,47 @@
+// AVX-512 (F/BW/VL/VNNI/BF16) kernel table: the avx2 bodies of x86_impl.h compiled with VNNI
+// primitives (vpdpbusd: u8 x s8 summed into i32 with no int16 saturation, so q8_0 weights use the
+// x+128 trick) and larger gemm tiles (32 vector registers). Exactness as avx2.cpp: integer types
+// and from_float equal the scalar table's bits; float-weight gemm within ~1e-6 * sum|x_i*y_i|.
+#include <immintrin.h>
+
+#include "kernels/kernels.h"
+
+namespace ggmlpy {
+namespace {
+
+inline __m256i mul_sum_us8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+inline __m256i mul_sum_us8_acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+inline __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off) {  // sum (u - off) * s
+    return _mm256_sub_epi32(mul_sum_us8(u, s), mul_sum_us8(off, s));
+}
+// s8 x s8: (x + 128) is unsigned, so dot = dpbusd(x ^ 0x80, y) - 128 * sum(y); the correction
+// (per activation block) is the accumulator's start value
+inline __m256i s8_prep_x(__m256i x) { return _mm256_xor_si256(x, _mm256_set1_epi8((char)0x80)); }
+inline __m256i s8_ycorr(__m256i y) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(),
+                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), y));
+}
+inline __m256i s8_dot(__m256i corr, __m256i xp, __m256i y) { return _mm256_dpbusd_epi32(corr, xp, y); }
+// gemm tiles: 16 pair lanes (two vectors) per tile
+constexpr int kTile32X = 4, kTile32Y = 4;
+constexpr int kTileKX = 4, kTileKY = 4;
+constexpr int kTileFX = 4, kTileFY = 4;
+
+}  // namespace
+}  // namespace ggmlpy
+
+#include "kernels/x86/x86_impl.h"
+
+namespace ggmlpy {
+
+const KernelTable& avx512_kernels() {
+    static const KernelTable t = [] {
+        KernelTable k = scalar_kernels();
+        k.name = "avx512";
+        fill_x86_table(k);
+        return k;
+    }();
+    return t;
+}
+
+}  // namespace ggmlpy

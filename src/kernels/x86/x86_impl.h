@@ -1,0 +1,790 @@
+// Shared x86 kernel bodies (256-bit vectors), included by avx2.cpp and avx512.cpp: each TU first
+// defines its integer primitives (below), then includes this file, so one body is compiled per ISA
+// with that TU's flags. Everything here has internal linkage (anonymous namespace): no ODR mixing
+// of AVX-512 code into the AVX2 build. Contract: every integer path returns the same bits as
+// scalar.cpp (exact int32 dots, then the same float ops on the scales in the same order).
+//
+// The including TU provides, in namespace ggmlpy::{anonymous}:
+//   __m256i mul_sum_us8(__m256i u, __m256i s);             // i32 lanes: sums of 4 u8*s8 (no overflow
+//   __m256i mul_sum_us8_acc(__m256i acc, __m256i u, __m256i s); //   for u <= 63; AVX2 pairs saturate above)
+//   __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off);  // sum (u - off) * s, u, off <= 63
+//   __m256i s8_prep_x(__m256i x);  __m256i s8_ycorr(__m256i y);
+//   __m256i s8_dot(__m256i ycorr, __m256i xprep, __m256i y);  // sum of lanes = sum x*y, any int8
+//   constexpr int kTile32X, kTile32Y, kTileKX, kTileKY, kTileFX, kTileFY;  // gemm tiles
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/kernels.h"
+#include "quant/blocks.h"
+
+// Same float semantics as scalar.cpp: a*b+c is two roundings (explicit _fmadd only where stated).
+#pragma GCC optimize("fp-contract=off")
+
+namespace ggmlpy {
+namespace {
+
+// ---- small helpers (own copies: shared inline helpers must not be compiled with these flags) ----
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+// lane i of the result = sum of the 8 lanes of v[i] (exact, int32)
+inline __m256i reduce8_i32(const __m256i* v) {
+    const __m256i a01 = _mm256_hadd_epi32(v[0], v[1]), a23 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i a45 = _mm256_hadd_epi32(v[4], v[5]), a67 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i b0 = _mm256_hadd_epi32(a01, a23), b1 = _mm256_hadd_epi32(a45, a67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20),
+                            _mm256_permute2x128_si256(b0, b1, 0x31));
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+
+// 16 packed bytes -> 32 nibbles: lanes 0..15 = low nibbles, 16..31 = high nibbles (element order
+// of every 32-block type)
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+
+// 32 bits (little-endian) -> 32 bytes, 0xFF where the bit is set
+inline __m256i bytes_from_bits(const uint8_t* p) {
+    uint32_t x;
+    std::memcpy(&x, p, 4);
+    const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                            0x0202020202020202, 0x0303030303030303);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+}
+
+// ---- 32-element block types against Q8_0 ----------------------------------------------------
+// Each trait gives the weight quants of one block as bytes: unsigned q (Sym/Affine kinds) or the
+// raw int8 (S8 kind, q8_0). Sym: x = d*(q - off); Affine: x = d*q + m; S8: x = d*q.
+enum class Kind32 { Sym, Affine, S8 };
+
+struct TQ4_0 {
+    using B = block_q4_0;
+    static constexpr Kind32 kind = Kind32::Sym;
+    static constexpr int off_shift = 3;  // off = 8
+    static __m256i q(const B& b) { return unpack_nibbles(b.qs); }
+};
+struct TQ5_0 {
+    using B = block_q5_0;
+    static constexpr Kind32 kind = Kind32::Sym;
+    static constexpr int off_shift = 4;  // off = 16
+    static __m256i q(const B& b) {
+        const __m256i hb = _mm256_and_si256(bytes_from_bits(b.qh), _mm256_set1_epi8(0x10));
+        return _mm256_or_si256(unpack_nibbles(b.qs), hb);
+    }
+};
+struct TQ4_1 {
+    using B = block_q4_1;
+    static constexpr Kind32 kind = Kind32::Affine;
+    static constexpr int off_shift = 0;
+    static __m256i q(const B& b) { return unpack_nibbles(b.qs); }
+};
+struct TQ5_1 {
+    using B = block_q5_1;
+    static constexpr Kind32 kind = Kind32::Affine;
+    static constexpr int off_shift = 0;
+    static __m256i q(const B& b) {
+        const __m256i hb = _mm256_and_si256(bytes_from_bits(b.qh), _mm256_set1_epi8(0x10));
+        return _mm256_or_si256(unpack_nibbles(b.qs), hb);
+    }
+};
+struct TQ8_0 {
+    using B = block_q8_0;
+    static constexpr Kind32 kind = Kind32::S8;
+    static constexpr int off_shift = 0;
+    static __m256i q(const B& b) { return s8_prep_x(load256(b.qs)); }
+};
+
+template <typename T> inline float mval(const typename T::B& b) {
+    if constexpr (T::kind == Kind32::Affine) return h2f(b.m);
+    else return 0.0f;
+}
+
+// Per activation block: its quants, and the i32 lanes every pair needs (Sym: -off*sum(y) as the
+// dot's start value; Affine: sum(y); S8: the primitive's correction).
+struct Y32 {
+    __m256i q, aux;
+    float d;
+};
+template <typename T> inline Y32 load_y32(const block_q8_0& y) {
+    Y32 r;
+    r.q = load256(y.qs);
+    r.d = h2f(y.d);
+    if constexpr (T::kind == Kind32::Sym)
+        r.aux = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_slli_epi32(mul_sum_us8(_mm256_set1_epi8(1), r.q), T::off_shift));
+    else if constexpr (T::kind == Kind32::Affine)
+        r.aux = mul_sum_us8(_mm256_set1_epi8(1), r.q);
+    else
+        r.aux = s8_ycorr(r.q);
+    return r;
+}
+// i32 lanes whose sum is the exact integer dot of one weight block with one activation block
+template <typename T> inline __m256i dot32(__m256i xq, const Y32& y) {
+    if constexpr (T::kind == Kind32::Sym) return mul_sum_us8_acc(y.aux, xq, y.q);
+    else if constexpr (T::kind == Kind32::Affine) return mul_sum_us8(xq, y.q);
+    else return s8_dot(y.aux, xq, y.q);
+}
+
+// i32 lanes summing to the exact dot of one weight block with one activation block, for vec_dot
+// (no per-activation precomputation): Sym: q.y - off*sum(y); Affine: q.y; S8: any-int8 dot.
+template <typename T> inline __m256i dot32_once(__m256i xq, __m256i yq) {
+    if constexpr (T::kind == Kind32::Sym) return mul_sum_us8_off(xq, yq, _mm256_set1_epi8(1 << T::off_shift));
+    else if constexpr (T::kind == Kind32::Affine) return mul_sum_us8(xq, yq);
+    else return s8_dot(s8_ycorr(yq), xq, yq);
+}
+// 8 fp16 fields (stride in bytes) -> 8 floats
+inline __m256 load_h8(const uint8_t* p, size_t stride) {
+    uint16_t h[8];
+    for (int k = 0; k < 8; ++k) std::memcpy(&h[k], p + k * stride, 2);
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
+                                          (short)h[5], (short)h[6], (short)h[7]));
+}
+
+// scalar.cpp: sumf += (float)idot * (dx*dy)   [+ (float)isum(y) * (mx*dy) for Affine]
+// Here 8 blocks at a time: 8 exact dots reduced to one i32 vector (lane = block), the scale
+// products as vectors, then the 8 sequential adds of the reference.
+template <typename T>
+void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
+    using B = typename T::B;
+    const B* x = (const B*)vx;
+    const block_q8_0* y = (const block_q8_0*)vy;
+    const int64_t nb = n / 32;
+    float sumf = 0.0f;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        __m256i dots[8], sy[8];
+        for (int k = 0; k < 8; ++k) {
+            const __m256i yq = load256(y[b + k].qs);
+            dots[k] = dot32_once<T>(T::q(x[b + k]), yq);
+            if constexpr (T::kind == Kind32::Affine) sy[k] = mul_sum_us8(_mm256_set1_epi8(1), yq);
+        }
+        const __m256 vdy = load_h8((const uint8_t*)&y[b].d, sizeof(block_q8_0));
+        const __m256 vdx = load_h8((const uint8_t*)&x[b].d, sizeof(B));
+        __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(dots)), _mm256_mul_ps(vdx, vdy));
+        if constexpr (T::kind == Kind32::Affine) {
+            const __m256 vmx = load_h8((const uint8_t*)&x[b].m, sizeof(B));
+            P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(sy)), _mm256_mul_ps(vmx, vdy)));
+        }
+        alignas(32) float p[8];
+        _mm256_store_ps(p, P);
+        for (int k = 0; k < 8; ++k) sumf += p[k];
+    }
+    for (; b < nb; ++b) {
+        const __m256i yq = load256(y[b].qs);
+        const float dy = h2f(y[b].d);
+        float P = (float)hsum_i32(dot32_once<T>(T::q(x[b]), yq)) * (h2f(x[b].d) * dy);
+        if constexpr (T::kind == Kind32::Affine)
+            P = P + (float)hsum_i32(mul_sum_us8(_mm256_set1_epi8(1), yq)) * (mval<T>(x[b]) * dy);
+        sumf += P;
+    }
+    *s = sumf;
+}
+
+// Tile of RX weight rows x RY activation rows. Lane p = r*RY + c of acc holds pair (r, c), so the
+// per-pair float sum runs block by block exactly as in the reference, 8 pairs per vector.
+template <typename T>
+struct Gemm32 {
+    template <int RX, int RY>
+    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        constexpr int NP = RX * RY, NG = (NP + 7) / 8;
+        const int64_t nb = n / 32;
+        __m256 acc[NG];
+        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; ++b) {
+            Y32 yy[RY];
+            for (int c = 0; c < RY; ++c) yy[c] = load_y32<T>(((const block_q8_0*)(y + c * by))[b]);
+            __m256i dots[NG * 8];
+            alignas(32) float sc[NG * 8], ms[NG * 8], sy[NG * 8];
+            for (int p = NP; p < NG * 8; ++p) { dots[p] = _mm256_setzero_si256(); sc[p] = ms[p] = sy[p] = 0.0f; }
+            for (int r = 0; r < RX; ++r) {
+                const typename T::B& xb = ((const typename T::B*)(x + r * bx))[b];
+                const __m256i xq = T::q(xb);
+                const float dx = h2f(xb.d);
+                for (int c = 0; c < RY; ++c) {
+                    dots[r * RY + c] = dot32<T>(xq, yy[c]);
+                    sc[r * RY + c] = dx * yy[c].d;
+                    if constexpr (T::kind == Kind32::Affine) ms[r * RY + c] = mval<T>(xb) * yy[c].d;
+                }
+            }
+            if constexpr (T::kind == Kind32::Affine) {
+                __m256i t[8];
+                for (int c = 0; c < 8; ++c) t[c] = c < RY ? yy[c].aux : _mm256_setzero_si256();
+                alignas(32) int32_t si[8];
+                _mm256_store_si256((__m256i*)si, reduce8_i32(t));
+                for (int p = 0; p < NP; ++p) sy[p] = (float)si[p % RY];
+            }
+            for (int g = 0; g < NG; ++g) {
+                __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(dots + 8 * g)), _mm256_load_ps(sc + 8 * g));
+                if constexpr (T::kind == Kind32::Affine)
+                    P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_load_ps(sy + 8 * g), _mm256_load_ps(ms + 8 * g)));
+                acc[g] = _mm256_add_ps(acc[g], P);
+            }
+        }
+        alignas(32) float out[NG * 8];
+        for (int g = 0; g < NG; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
+        for (int r = 0; r < RX; ++r)
+            for (int c = 0; c < RY; ++c) s[c * bs + r] = out[r * RY + c];
+    }
+};
+
+// ---- K-quants (super-blocks of 256) against Q8_K ----------------------------------------------
+// A weight super-block is read as 8 chunks of 32 unsigned quants (chunk k = elements 32k..32k+31,
+// T::chunk), plus KSc: 16 int8 scales (one per 16 elements; Q4_K/Q5_K repeat each per-32 scale),
+// and either 16 int16 mins (Q2_K/Q4_K/Q5_K: dot subtracts dm * sum(m * bsums)) or an offset
+// T::off (Q3_K: 4, Q6_K: 32; q_signed = q - off, subtracted in int16 inside the dot).
+struct KSc {
+    __m128i sc8;
+    __m256i mins;
+    float d, dm;
+};
+
+// int16 scales of chunk k: lanes 0..7 sub-block 2k, lanes 8..15 sub-block 2k+1
+inline __m256i scale_chunk(__m128i sc8, int k) {
+    const __m128i m = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                   _mm_set1_epi8((char)(2 * k)));
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, m));
+}
+inline __m256i low_bits(__m256i v, int shift, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((char)mask));
+}
+
+struct TQ2_K {
+    using B = block_q2_K;
+    static constexpr int off = 0;  // has mins
+    // e = 128h + 32j + l: (qs[32h + l] >> 2j) & 3
+    static __m256i chunk(const B& b, int k) { return low_bits(load256(b.qs + 32 * (k >> 2)), 2 * (k & 3), 3); }
+    static void scales(const B& b, KSc& o) {
+        const __m128i sc = _mm_loadu_si128((const __m128i*)b.scales);
+        o.sc8 = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
+        o.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F)));
+        o.d = h2f(b.d);
+        o.dm = h2f(b.dmin);
+    }
+};
+struct TQ3_K {
+    using B = block_q3_K;
+    static constexpr int off = 4;
+    // e = 128h + 32j + l: ((qs[32h + l] >> 2j) & 3) + 4 * (hmask[l] bit 4h+j)
+    static __m256i chunk(const B& b, int k) {
+        const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.hmask), k, 1), 2);
+        return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 2)), 2 * (k & 3), 3), hb);
+    }
+    static void scales(const B& b, KSc& o) {
+        // 16 signed 6-bit scales: low nibbles from bytes 0..7, high 2 bits from bytes 8..11
+        uint32_t a[3];
+        std::memcpy(a, b.scales, 12);
+        const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+        const uint32_t u0 = (a[0] & m4) | (((a[2] >> 0) & m2) << 4);
+        const uint32_t u1 = (a[1] & m4) | (((a[2] >> 2) & m2) << 4);
+        const uint32_t u2 = ((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4);
+        const uint32_t u3 = ((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4);
+        o.sc8 = _mm_sub_epi8(_mm_setr_epi32((int)u0, (int)u1, (int)u2, (int)u3), _mm_set1_epi8(32));
+        o.mins = _mm256_setzero_si256();
+        o.d = h2f(b.d);
+        o.dm = 0.0f;
+    }
+};
+// Q4_K / Q5_K: 8 6-bit scales and 8 6-bit mins in 12 bytes -> bytes [sc0..7, m0..7] (word ops),
+// then each repeated twice (per 16 elements)
+inline void q4k_scales(const uint8_t* s, KSc& o) {
+    uint32_t u[4];
+    std::memcpy(u, s, 12);
+    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);   // mins 4..7
+    const uint32_t m03 = u[1] & k1;                           // mins 0..3
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);           // scales 4..7
+    u[2] = m03;
+    u[0] &= k1;                                               // scales 0..3
+    const __m128i v = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+    o.sc8 = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+    o.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+}
+struct TQ4_K {
+    using B = block_q4_K;
+    static constexpr int off = 0;
+    // e = 64p + 32k + l: nibble k of qs[32p + l]
+    static __m256i chunk(const B& b, int k) { return low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F); }
+    static void scales(const B& b, KSc& o) {
+        q4k_scales(b.scales, o);
+        o.d = h2f(b.d);
+        o.dm = h2f(b.dmin);
+    }
+};
+struct TQ5_K {
+    using B = block_q5_K;
+    static constexpr int off = 0;
+    // as Q4_K plus 16 * (qh[l] bit k)
+    static __m256i chunk(const B& b, int k) {
+        const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.qh), k, 1), 4);
+        return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F), hb);
+    }
+    static void scales(const B& b, KSc& o) {
+        q4k_scales(b.scales, o);
+        o.d = h2f(b.d);
+        o.dm = h2f(b.dmin);
+    }
+};
+struct TQ6_K {
+    using B = block_q6_K;
+    static constexpr int off = 32;
+    // e = 128h + 32j + l: nibble (j >> 1) of ql[64h + 32(j & 1) + l] | ((qh[32h + l] >> 2j) & 3) << 4
+    static __m256i chunk(const B& b, int k) {
+        const int h = k >> 2, j = k & 3;
+        const __m256i lo = low_bits(load256(b.ql + 64 * h + 32 * (j & 1)), 4 * (j >> 1), 0x0F);
+        const __m256i hi = _mm256_slli_epi16(low_bits(load256(b.qh + 32 * h), 2 * j, 3), 4);
+        return _mm256_or_si256(lo, hi);
+    }
+    static void scales(const B& b, KSc& o) {
+        o.sc8 = _mm_loadu_si128((const __m128i*)b.scales);
+        o.mins = _mm256_setzero_si256();
+        o.d = h2f(b.d);
+        o.dm = 0.0f;
+    }
+};
+
+// One chunk of 32: i32 lanes += sum over its two sub-blocks of sc * sum((q - off) * y). maddubs
+// pairs stay below 2*63*128 (no saturation); q*y - off*y fits int16 for q < 64, off <= 32.
+template <int OFF>
+inline __m256i kchunk(__m256i acc, __m256i q, __m256i yq, __m256i yoff, __m256i sc16) {
+    __m256i t = _mm256_maddubs_epi16(q, yq);
+    if constexpr (OFF != 0) t = _mm256_sub_epi16(t, yoff);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(t, sc16));
+}
+template <int OFF> inline __m256i yoff_chunk(__m256i yq) {
+    if constexpr (OFF != 0) return _mm256_maddubs_epi16(_mm256_set1_epi8(OFF), yq);
+    else return _mm256_setzero_si256();
+}
+// scalar.cpp's float combination of one super-block (mins types / offset types)
+template <typename T> inline float kcombine(float d, float dm, float dy, int32_t isum, int32_t msum) {
+    if constexpr (T::off == 0) return dy * (d * (float)isum - dm * (float)msum);
+    else return (d * dy) * (float)isum;
+}
+template <typename T> inline __m256 kcombine_v(__m256 d, __m256 dm, __m256 dy, __m256i isum, __m256i msum) {
+    if constexpr (T::off == 0)
+        return _mm256_mul_ps(dy, _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)),
+                                               _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum))));
+    else return _mm256_mul_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum));
+}
+
+template <typename T>
+void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
+    const typename T::B* x = (const typename T::B*)vx;
+    const block_q8_K* y = (const block_q8_K*)vy;
+    float sumf = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        KSc sc;
+        T::scales(x[b], sc);
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 8; ++k) {
+            const __m256i yq = load256(y[b].qs + 32 * k);
+            acc = kchunk<T::off>(acc, T::chunk(x[b], k), yq, yoff_chunk<T::off>(yq), scale_chunk(sc.sc8, k));
+        }
+        int32_t msum = 0;
+        if constexpr (T::off == 0) msum = hsum_i32(_mm256_madd_epi16(sc.mins, load256(y[b].bsums)));
+        sumf += kcombine<T>(sc.d, sc.dm, y[b].d, hsum_i32(acc), msum);
+    }
+    *s = sumf;
+}
+
+// Tile of RX x RY pairs; lane p = r*RY + c; per super-block and pair the reference's float
+// combination, added to the pair's running sum in block order.
+template <typename T>
+struct GemmK {
+    template <int RX, int RY>
+    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        using B = typename T::B;
+        constexpr int NP = RX * RY, NG = (NP + 7) / 8;
+        __m256 acc[NG];
+        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < n / QK_K; ++b) {
+            const B* xb[RX];
+            const block_q8_K* yb[RY];
+            KSc sc[RX];
+            for (int c = 0; c < RY; ++c) yb[c] = (const block_q8_K*)(y + c * by) + b;
+            for (int r = 0; r < RX; ++r) {
+                xb[r] = (const B*)(x + r * bx) + b;
+                T::scales(*xb[r], sc[r]);
+            }
+            __m256i is[NG * 8], ms[NG * 8];
+            for (int p = 0; p < NG * 8; ++p) is[p] = ms[p] = _mm256_setzero_si256();
+            for (int k = 0; k < 8; ++k) {
+                __m256i yq[RY], yo[RY];
+                for (int c = 0; c < RY; ++c) {
+                    yq[c] = load256(yb[c]->qs + 32 * k);
+                    yo[c] = yoff_chunk<T::off>(yq[c]);
+                }
+                for (int r = 0; r < RX; ++r) {
+                    const __m256i xq = T::chunk(*xb[r], k), s16 = scale_chunk(sc[r].sc8, k);
+                    for (int c = 0; c < RY; ++c) is[r * RY + c] = kchunk<T::off>(is[r * RY + c], xq, yq[c], yo[c], s16);
+                }
+            }
+            alignas(32) float vd[NG * 8], vdm[NG * 8], vdy[NG * 8];
+            for (int p = 0; p < NG * 8; ++p) vd[p] = vdm[p] = vdy[p] = 0.0f;
+            for (int r = 0; r < RX; ++r)
+                for (int c = 0; c < RY; ++c) {
+                    const int p = r * RY + c;
+                    vd[p] = sc[r].d;
+                    vdm[p] = sc[r].dm;
+                    vdy[p] = yb[c]->d;
+                    if constexpr (T::off == 0) ms[p] = _mm256_madd_epi16(sc[r].mins, load256(yb[c]->bsums));
+                }
+            for (int g = 0; g < NG; ++g)
+                acc[g] = _mm256_add_ps(acc[g], kcombine_v<T>(_mm256_load_ps(vd + 8 * g), _mm256_load_ps(vdm + 8 * g),
+                                                             _mm256_load_ps(vdy + 8 * g), reduce8_i32(is + 8 * g),
+                                                             reduce8_i32(ms + 8 * g)));
+        }
+        alignas(32) float out[NG * 8];
+        for (int g = 0; g < NG; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
+        for (int r = 0; r < RX; ++r)
+            for (int c = 0; c < RY; ++c) s[c * bs + r] = out[r * RY + c];
+    }
+};
+
+// ---- float weights (F32 / F16 / BF16) against F32 activations ---------------------------------
+struct WF32 {
+    using E = float;
+    static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+    static float one(const float* p) { return *p; }
+};
+struct WF16 {
+    using E = uint16_t;
+    static __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+    static float one(const uint16_t* p) { return h2f(*p); }
+};
+struct WBF16 {
+    using E = uint16_t;
+    static __m256 load8(const uint16_t* p) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+    }
+    static float one(const uint16_t* p) {
+        const uint32_t w = (uint32_t)*p << 16;
+        float f;
+        std::memcpy(&f, &w, 4);
+        return f;
+    }
+};
+
+// vec_dot: products are exact in double, summed in double like the reference (lane order differs,
+// so the float result can differ from scalar's only by the final rounding of nearly equal doubles).
+template <typename W>
+void vec_dot_fw(int64_t n, float* s, const void* vx, const void* vy) {
+    const typename W::E* x = (const typename W::E*)vx;
+    const float* y = (const float*)vy;
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 x0 = W::load8(x + i), x1 = W::load8(x + i + 8);
+        const __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);
+        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x0)), _mm256_cvtps_pd(_mm256_castps256_ps128(y0)), a0);
+        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y0, 1)), a1);
+        a2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x1)), _mm256_cvtps_pd(_mm256_castps256_ps128(y1)), a2);
+        a3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y1, 1)), a3);
+    }
+    const __m256d a = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
+    alignas(32) double t[4];
+    _mm256_store_pd(t, a);
+    double sum = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < n; ++i) sum += (double)W::one(x + i) * y[i];
+    *s = (float)sum;
+}
+
+inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// gemm: f32 FMA accumulation (prefill is compute-bound; tolerance vs the double reference is
+// relative ~1e-6 * sum|x*y|, stated in the header of avx2.cpp / avx512.cpp)
+template <typename W>
+struct GemmF {
+    template <int RX, int RY>
+    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        __m256 acc[RX][RY];
+        for (int r = 0; r < RX; ++r)
+            for (int c = 0; c < RY; ++c) acc[r][c] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256 yv[RY];
+            for (int c = 0; c < RY; ++c) yv[c] = _mm256_loadu_ps((const float*)(y + c * by) + i);
+            for (int r = 0; r < RX; ++r) {
+                const __m256 xv = W::load8((const typename W::E*)(x + r * bx) + i);
+                for (int c = 0; c < RY; ++c) acc[r][c] = _mm256_fmadd_ps(xv, yv[c], acc[r][c]);
+            }
+        }
+        for (int r = 0; r < RX; ++r)
+            for (int c = 0; c < RY; ++c) {
+                float t = hsum_ps(acc[r][c]);
+                const typename W::E* xr = (const typename W::E*)(x + r * bx);
+                const float* yr = (const float*)(y + c * by);
+                for (int64_t j = i; j < n; ++j) t += W::one(xr + j) * yr[j];
+                s[c * bs + r] = t;
+            }
+    }
+};
+
+// ---- gemm driver: cover nrx x nry with tiles of at most TX x TY -------------------------------
+template <typename Impl, int RX, int RY>
+inline void call_tile(int rx, int ry, int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y,
+                      size_t by) {
+    if constexpr (RY > 1) {
+        if (ry < RY) return call_tile<Impl, RX, RY - 1>(rx, ry, n, s, bs, x, bx, y, by);
+    }
+    if constexpr (RX > 1) {
+        if (rx < RX) return call_tile<Impl, RX - 1, RY>(rx, ry, n, s, bs, x, bx, y, by);
+    }
+    Impl::template tile<RX, RY>(n, s, bs, x, bx, y, by);
+}
+template <typename Impl, int TX, int TY>
+void gemm_driver(int64_t n, float* s, size_t bs, const void* vx, size_t bx, int nrx, const void* vy, size_t by,
+                 int nry) {
+    const char* x = (const char*)vx;
+    const char* y = (const char*)vy;
+    for (int c0 = 0; c0 < nry; c0 += TY) {
+        const int ry = nry - c0 < TY ? nry - c0 : TY;
+        for (int r0 = 0; r0 < nrx; r0 += TX) {
+            const int rx = nrx - r0 < TX ? nrx - r0 : TX;
+            call_tile<Impl, TX, TY>(rx, ry, n, s + (size_t)c0 * bs + r0, bs, x + (size_t)r0 * bx, bx,
+                                    y + (size_t)c0 * by, by);
+        }
+    }
+}
+
+// ---- from_float: activation rows to Q8_0 / Q8_K / F16 / BF16 (bytes equal the reference) -------
+
+// std::round (half away from zero) for every float: trunc, then +-1 where |frac| >= 0.5
+inline __m256 round_away(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+    const __m256 absf = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
+    const __m256 ge = _mm256_cmp_ps(absf, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(t, _mm256_and_ps(ge, _mm256_or_ps(sign, _mm256_set1_ps(1.0f))));
+}
+// 4 x 8 int32 -> 32 int8 in order (saturating)
+inline __m256i pack_i32_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    const __m256i v = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// quantize_row_q8_0_ref: d = amax/127 (fmax ignores NaN), q = round(x/d) clamped to +-127, NaN -> 0
+void from_float_q8_0(const float* x, void* vy, int64_t n) {
+    block_q8_0* y = (block_q8_0*)vy;
+    const __m256 absmask = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        __m256 v[4];
+        __m256 am = _mm256_setzero_ps();
+        for (int k = 0; k < 4; ++k) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            am = _mm256_max_ps(_mm256_andnot_ps(absmask, v[k]), am);  // NaN lanes keep am
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; ++k) {
+            const __m256 t = _mm256_mul_ps(v[k], vid);
+            __m256 r = round_away(t);
+            r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.f)), _mm256_set1_ps(127.f));
+            r = _mm256_andnot_ps(_mm256_cmp_ps(t, t, _CMP_UNORD_Q), r);
+            q[k] = _mm256_cvttps_epi32(r);
+        }
+        _mm256_storeu_si256((__m256i*)y[b].qs, pack_i32_i8(q[0], q[1], q[2], q[3]));
+    }
+}
+
+// quantize_row_q8_K_ref: max = first element of largest |x|; iscale = -127/max;
+// q = nearest_int(iscale*x) (round half even) clamped to [-128, 127]; d = 1/iscale; bsums per 16
+void from_float_q8_K(const float* x, void* vy, int64_t n) {
+    block_q8_K* y = (block_q8_K*)vy;
+    const __m256 absmask = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+        __m256 am = _mm256_setzero_ps();
+        for (int k = 0; k < 32; ++k) am = _mm256_max_ps(_mm256_andnot_ps(absmask, _mm256_loadu_ps(x + 8 * k)), am);
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        if (!amax) {
+            std::memset(&y[b], 0, sizeof(block_q8_K));
+            continue;
+        }
+        float max = 0.0f;
+        const __m256 vam = _mm256_set1_ps(amax);
+        for (int k = 0; k < 32; ++k) {
+            const int mask = _mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_andnot_ps(absmask, _mm256_loadu_ps(x + 8 * k)), vam, _CMP_EQ_OQ));
+            if (mask) {
+                max = x[8 * k + __builtin_ctz((unsigned)mask)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 vis = _mm256_set1_ps(iscale);
+        for (int k = 0; k < 8; ++k) {
+            __m256i q[4];
+            for (int j = 0; j < 4; ++j) {
+                const __m256 t = _mm256_mul_ps(vis, _mm256_loadu_ps(x + 32 * k + 8 * j));
+                const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+                q[j] = _mm256_andnot_si256(nan, _mm256_cvtps_epi32(t));  // round half even
+            }
+            _mm256_storeu_si256((__m256i*)(y[b].qs + 32 * k), pack_i32_i8(q[0], q[1], q[2], q[3]));
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int l = 0; l < 16; ++l) sum += y[b].qs[16 * j + l];
+            y[b].bsums[j] = (int16_t)sum;
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
+// fp32 -> fp16, round to nearest even (F16C); NaN -> sign | 0x7e00 like fp32_to_fp16
+inline __m128i f32_to_f16_8(__m256 v) {
+    const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i nm = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    const __m128i nm16 = _mm_packs_epi32(_mm256_castsi256_si128(nm), _mm256_extracti128_si256(nm, 1));
+    const __m128i fixed = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16((short)0x8000)), _mm_set1_epi16(0x7e00));
+    return _mm_blendv_epi8(h, fixed, nm16);
+}
+void fp32_to_fp16_row(const float* x, uint16_t* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i*)(y + i), f32_to_f16_8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        alignas(16) uint16_t o[8];
+        for (int64_t j = i; j < n; ++j) t[j - i] = x[j];
+        _mm_store_si128((__m128i*)o, f32_to_f16_8(_mm256_load_ps(t)));
+        for (int64_t j = i; j < n; ++j) y[j] = o[j - i];
+    }
+}
+// fp16 -> fp32 exact (F16C); NaN payloads kept without setting the quiet bit, like fp16_to_fp32
+inline __m256 f16_to_f32_8(__m128i h) {
+    const __m256 f = _mm256_cvtph_ps(h);
+    const __m256i w = _mm256_cvtepu16_epi32(h);
+    const __m256i e = _mm256_and_si256(w, _mm256_set1_epi32(0x7c00));
+    const __m256i mant = _mm256_and_si256(w, _mm256_set1_epi32(0x3ff));
+    const __m256i isnan = _mm256_andnot_si256(_mm256_cmpeq_epi32(mant, _mm256_setzero_si256()),
+                                              _mm256_cmpeq_epi32(e, _mm256_set1_epi32(0x7c00)));
+    const __m256i bits = _mm256_or_si256(
+        _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16),
+                        _mm256_set1_epi32(0x7f800000)),
+        _mm256_slli_epi32(mant, 13));
+    return _mm256_blendv_ps(f, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(isnan));
+}
+void fp16_to_fp32_row(const uint16_t* x, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f16_to_f32_8(_mm_loadu_si128((const __m128i*)(x + i))));
+    if (i < n) {
+        alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        alignas(32) float o[8];
+        for (int64_t j = i; j < n; ++j) t[j - i] = x[j];
+        _mm256_store_ps(o, f16_to_f32_8(_mm_load_si128((const __m128i*)t)));
+        for (int64_t j = i; j < n; ++j) y[j] = o[j - i];
+    }
+}
+void from_float_f16(const float* x, void* y, int64_t n) { fp32_to_fp16_row(x, (uint16_t*)y, n); }
+
+// fp32 -> bf16 round to nearest even; NaN -> (bits >> 16) | 0x40 (integer ops, like fp32_to_bf16)
+inline __m128i f32_to_bf16_8(__m256 v) {
+    const __m256i x = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    const __m256i q = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+    const __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
+                                             _mm256_set1_epi32(0x7f800000));
+    const __m256i o = _mm256_blendv_epi8(r, q, isnan);
+    const __m256i p = _mm256_packus_epi32(o, o);  // values < 65536: exact
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+}
+void from_float_bf16(const float* vx, void* vy, int64_t n) {
+    uint16_t* y = (uint16_t*)vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i*)(y + i), f32_to_bf16_8(_mm256_loadu_ps(vx + i)));
+    if (i < n) {
+        alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        alignas(16) uint16_t o[8];
+        for (int64_t j = i; j < n; ++j) t[j - i] = vx[j];
+        _mm_store_si128((__m128i*)o, f32_to_bf16_8(_mm256_load_ps(t)));
+        for (int64_t j = i; j < n; ++j) y[j] = o[j - i];
+    }
+}
+
+// ---- hot f32 helpers --------------------------------------------------------------------------
+void vec_dot_f32(int64_t n, float* s, const float* x, const float* y) { vec_dot_fw<WF32>(n, s, x, y); }
+// y += x*v as mul then add (two roundings, same bits as the reference)
+void vec_mad_f32(int64_t n, float* y, const float* x, float v) {
+    const __m256 vv = _mm256_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vv)));
+    for (; i < n; ++i) y[i] += x[i] * v;
+}
+void vec_scale_f32(int64_t n, float* y, float v) {
+    const __m256 vv = _mm256_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), vv));
+    for (; i < n; ++i) y[i] *= v;
+}
+
+// ---- table ------------------------------------------------------------------------------------
+// Overrides only entries whose partner type is the one these kernels expect (the scalar table
+// decides vec_dot_type); anything else keeps the scalar entry.
+template <VecDotFn VD, GemmFn GM>
+void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
+    TypeKernels& k = t.type[(int)w];
+    if (k.vec_dot_type != partner) return;
+    k.vec_dot = VD;
+    k.gemm = GM;
+    k.gemm_rows_x = gx;
+    k.gemm_rows_y = gy;
+}
+
+inline void fill_x86_table(KernelTable& t) {
+    constexpr int A = kTile32X, Bt = kTile32Y, KX = kTileKX, KY = kTileKY, FX = kTileFX, FY = kTileFY;
+    set_entry<vec_dot_32<TQ4_0>, gemm_driver<Gemm32<TQ4_0>, A, Bt>>(t, DType::Q4_0, DType::Q8_0, A, Bt);
+    set_entry<vec_dot_32<TQ4_1>, gemm_driver<Gemm32<TQ4_1>, A, Bt>>(t, DType::Q4_1, DType::Q8_0, A, Bt);
+    set_entry<vec_dot_32<TQ5_0>, gemm_driver<Gemm32<TQ5_0>, A, Bt>>(t, DType::Q5_0, DType::Q8_0, A, Bt);
+    set_entry<vec_dot_32<TQ5_1>, gemm_driver<Gemm32<TQ5_1>, A, Bt>>(t, DType::Q5_1, DType::Q8_0, A, Bt);
+    set_entry<vec_dot_32<TQ8_0>, gemm_driver<Gemm32<TQ8_0>, A, Bt>>(t, DType::Q8_0, DType::Q8_0, A, Bt);
+    set_entry<vec_dot_K<TQ2_K>, gemm_driver<GemmK<TQ2_K>, KX, KY>>(t, DType::Q2_K, DType::Q8_K, KX, KY);
+    set_entry<vec_dot_K<TQ3_K>, gemm_driver<GemmK<TQ3_K>, KX, KY>>(t, DType::Q3_K, DType::Q8_K, KX, KY);
+    set_entry<vec_dot_K<TQ4_K>, gemm_driver<GemmK<TQ4_K>, KX, KY>>(t, DType::Q4_K, DType::Q8_K, KX, KY);
+    set_entry<vec_dot_K<TQ5_K>, gemm_driver<GemmK<TQ5_K>, KX, KY>>(t, DType::Q5_K, DType::Q8_K, KX, KY);
+    set_entry<vec_dot_K<TQ6_K>, gemm_driver<GemmK<TQ6_K>, KX, KY>>(t, DType::Q6_K, DType::Q8_K, KX, KY);
+    set_entry<vec_dot_fw<WF32>, gemm_driver<GemmF<WF32>, FX, FY>>(t, DType::F32, DType::F32, FX, FY);
+    set_entry<vec_dot_fw<WF16>, gemm_driver<GemmF<WF16>, FX, FY>>(t, DType::F16, DType::F32, FX, FY);
+    set_entry<vec_dot_fw<WBF16>, gemm_driver<GemmF<WBF16>, FX, FY>>(t, DType::BF16, DType::F32, FX, FY);
+
+    t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
+    t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
+    t.type[(int)DType::F16].from_float = from_float_f16;
+    t.type[(int)DType::BF16].from_float = from_float_bf16;
+    t.vec_dot_f32 = vec_dot_f32;
+    t.vec_mad_f32 = vec_mad_f32;
+    t.vec_scale_f32 = vec_scale_f32;
+    t.fp16_to_fp32_row = fp16_to_fp32_row;
+    t.fp32_to_fp16_row = fp32_to_fp16_row;
+}
+
+}  // namespace
+}  // namespace ggmlpy

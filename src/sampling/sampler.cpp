@@ -1,0 +1,145 @@
+// Sampler implementation (see include/ggmlpy/sampler.h for the contract and the order of steps).
+// Candidates are kept as (id, logit) pairs; only the set that can survive truncation is sorted,
+// so a 50k vocabulary costs one linear pass plus a short sort per token.
+#include "ggmlpy/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <unordered_map>
+
+#include "ggmlpy/error.h"
+
+namespace ggmlpy {
+
+namespace {
+void check_param(bool ok, const char* name, double v, const char* expected) {
+    if (!ok) throw ValueError(std::string("sampler: ") + name + " = " + std::to_string(v) +
+                              ", expected " + expected);
+}
+}  // namespace
+
+Sampler::Sampler(const SamplerParams& p) : params_(p) {
+    check_param(std::isfinite(p.temperature) && p.temperature >= 0, "temperature", p.temperature, ">= 0");
+    check_param(std::isfinite(p.top_p) && p.top_p > 0 && p.top_p <= 1, "top_p", p.top_p, "in (0, 1]");
+    check_param(std::isfinite(p.min_p) && p.min_p >= 0 && p.min_p <= 1, "min_p", p.min_p, "in [0, 1]");
+    check_param(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0, "repetition_penalty",
+                p.repetition_penalty, "> 0");
+    check_param(std::isfinite(p.frequency_penalty), "frequency_penalty", p.frequency_penalty, "a finite number");
+    check_param(std::isfinite(p.presence_penalty), "presence_penalty", p.presence_penalty, "a finite number");
+    check_param(p.repeat_last_n >= -1, "repeat_last_n", p.repeat_last_n, ">= -1 (-1: whole history, 0: off)");
+    set_seed(p.seed);
+}
+
+void Sampler::set_seed(int64_t seed) {
+    if (seed < 0) {
+        std::random_device rd;
+        seed = (int64_t)((((uint64_t)rd() << 32) | rd()) & 0x7fffffffffffffffULL);
+    }
+    seed_ = seed;
+    rng_.seed((uint64_t)seed);
+}
+
+double Sampler::uniform() {
+    return (double)(rng_() >> 11) * (1.0 / 9007199254740992.0);  // 53 bits -> [0, 1)
+}
+
+void Sampler::accept(int32_t id) {
+    if (params_.repeat_last_n == 0) return;
+    history_.push_back(id);
+    if (params_.repeat_last_n > 0)
+        while ((int)history_.size() > params_.repeat_last_n) history_.pop_front();
+}
+
+void Sampler::reset() { history_.clear(); }
+
+void Sampler::apply_penalties(float* logits, int n_vocab) const {
+    const SamplerParams& p = params_;
+    if (history_.empty() || p.repeat_last_n == 0) return;
+    if (p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f) return;
+    std::unordered_map<int32_t, int> count;
+    for (int32_t id : history_)
+        if (id >= 0 && id < n_vocab) ++count[id];
+    for (const auto& [id, c] : count) {
+        float& l = logits[id];
+        // repetition penalty (CTRL paper / HF): shrink positive logits, push negative ones further down
+        l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+        // OpenAI-style additive penalties
+        l -= (float)c * p.frequency_penalty + p.presence_penalty;
+    }
+}
+
+int32_t Sampler::sample(const float* logits, int n_vocab) {
+    if (n_vocab <= 0) throw ValueError("sampler: n_vocab = " + std::to_string(n_vocab) + ", expected > 0");
+    const SamplerParams& p = params_;
+    std::vector<float> l(logits, logits + n_vocab);
+    apply_penalties(l.data(), n_vocab);
+
+    // candidates: finite logits only (-inf marks banned tokens, NaN is rejected by omission)
+    idx_.clear();
+    float best = -INFINITY;
+    int32_t best_id = -1;
+    for (int i = 0; i < n_vocab; ++i) {
+        if (!std::isfinite(l[i])) continue;
+        idx_.push_back(i);
+        if (l[i] > best) { best = l[i]; best_id = i; }
+    }
+    if (best_id < 0) throw ValueError("sampler: no finite logit among " + std::to_string(n_vocab));
+    if (p.temperature <= 0) return best_id;   // greedy: first argmax
+
+    const float inv_t = 1.0f / p.temperature;
+    // order: larger logit first, ties broken by smaller id, so results do not depend on std::sort
+    auto before = [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+
+    if (p.top_k > 0 && p.top_k < (int)idx_.size()) {
+        std::nth_element(idx_.begin(), idx_.begin() + p.top_k, idx_.end(), before);
+        idx_.resize(p.top_k);
+    }
+    // unnormalized probabilities relative to the max: w_i = exp((l_i - l_max) / T), w_max = 1
+    const size_t n = idx_.size();
+    val_.resize(n_vocab);
+    double z = 0;
+    for (int32_t id : idx_) {
+        float w = std::exp((l[id] - best) * inv_t);
+        val_[id] = w;
+        z += w;
+    }
+    // min-p keeps w_i >= min_p (w_max = 1); survivors are a prefix of the sorted order, so only
+    // they need sorting and top-p can walk them with the full normalizer z.
+    size_t m = n;
+    if (p.min_p > 0) {
+        auto it = std::partition(idx_.begin(), idx_.end(), [&](int32_t id) { return val_[id] >= p.min_p; });
+        m = (size_t)(it - idx_.begin());
+    }
+    size_t keep = m;
+    if (p.top_p < 1.0f) {
+        // sort growing prefixes until the mass reaches top_p
+        double cum = 0;
+        size_t walked = 0, sorted = 0, chunk = 64;
+        keep = 0;
+        while (keep == 0) {
+            size_t upto = std::min(m, sorted + chunk);
+            std::partial_sort(idx_.begin() + sorted, idx_.begin() + upto, idx_.begin() + m, before);
+            sorted = upto;
+            for (; walked < sorted; ++walked) {
+                cum += val_[idx_[walked]] / z;
+                if (cum >= p.top_p) { keep = walked + 1; break; }
+            }
+            if (keep == 0 && sorted == m) keep = m;
+            chunk *= 8;
+        }
+    }
+    // draw over the kept set in id order, so the result does not depend on how it was selected
+    std::sort(idx_.begin(), idx_.begin() + keep);
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += val_[idx_[i]];
+    const double u = uniform() * total;
+    double acc = 0;
+    for (size_t i = 0; i < keep; ++i) {
+        acc += val_[idx_[i]];
+        if (u < acc) return idx_[i];
+    }
+    return idx_[keep - 1];
+}
+
+}  // namespace ggmlpy

@@ -1,0 +1,132 @@
+"""_core.Sampler against definitions computed here in numpy: greedy = argmax; top-k / top-p /
+min-p restrict the support to the exact truncated set and the empirical distribution matches the
+truncated softmax (chi-square bound); penalties change logits exactly as defined; same seed, same
+tokens; bad parameters raise ValueError naming the parameter."""
+import math
+
+import numpy as np
+import pytest
+
+from ggmlpy import _core
+
+
+def truncated_softmax(logits, temperature, top_k, top_p, min_p):
+    """HF-style order: logits / T -> top-k -> softmax over the kept set -> top-p -> min-p."""
+    l = np.asarray(logits, np.float64) / temperature
+    order = np.argsort(-l, kind="stable")
+    if 0 < top_k < len(l):
+        order = order[:top_k]
+    p = np.exp(l[order] - l[order[0]])
+    p /= p.sum()
+    keep = len(p)
+    if top_p < 1:
+        keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
+    if min_p > 0:
+        keep = min(keep, int(np.sum(p >= min_p * p[0])))
+    out = np.zeros(len(l))
+    out[order[:keep]] = p[:keep] / p[:keep].sum()
+    return out
+
+
+def draw(sampler, logits, n):
+    return np.bincount([sampler.sample(logits) for _ in range(n)], minlength=len(logits))
+
+
+def chi2_ok(counts, probs, draws):
+    support = probs > 0
+    assert counts[~support].sum() == 0, f"tokens outside the truncated set: {np.nonzero(counts * ~support)[0]}"
+    exp = probs[support] * draws
+    chi2 = float(((counts[support] - exp) ** 2 / exp).sum())
+    dof = max(int(support.sum()) - 1, 1)
+    bound = dof + 6 * math.sqrt(2 * dof) + 10
+    assert chi2 <= bound, f"chi2 {chi2:.1f} > {bound:.1f} (dof {dof})"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_greedy_is_argmax(seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 4, 32000).astype(np.float32)
+    s = _core.Sampler(temperature=0.0, seed=seed)
+    assert s.sample(logits) == int(np.argmax(logits))
+
+
+@pytest.mark.parametrize("T,k,p,minp", [
+    (1.0, 0, 1.0, 0.0), (0.5, 0, 1.0, 0.0), (1.5, 6, 1.0, 0.0), (1.0, 0, 0.7, 0.0),
+    (1.0, 0, 1.0, 0.1), (0.8, 10, 0.9, 0.05), (1.2, 0, 0.5, 0.02),
+])
+def test_distribution_matches_truncated_softmax(T, k, p, minp):
+    rng = np.random.default_rng(int(T * 100) + k)
+    logits = rng.normal(0, 1.5, 50).astype(np.float32)
+    expected = truncated_softmax(logits, T, k, p, minp)
+    s = _core.Sampler(temperature=T, top_k=k, top_p=p, min_p=minp, seed=11)
+    n = 30000
+    chi2_ok(draw(s, logits, n), expected, n)
+
+
+def test_truncation_support_on_large_vocab():
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 3, 49152).astype(np.float32)
+    for k, p, minp in [(40, 1.0, 0.0), (0, 0.5, 0.0), (0, 1.0, 0.2)]:
+        allowed = set(np.nonzero(truncated_softmax(logits, 1.0, k, p, minp))[0].tolist())
+        s = _core.Sampler(temperature=1.0, top_k=k, top_p=p, min_p=minp, seed=3)
+        got = {s.sample(logits) for _ in range(2000)}
+        assert got <= allowed
+        assert len(got) > 1
+
+
+def test_top_k_1_is_greedy_at_any_temperature():
+    logits = np.random.default_rng(1).normal(0, 1, 1000).astype(np.float32)
+    s = _core.Sampler(temperature=5.0, top_k=1, top_p=1.0, min_p=0.0, seed=0)
+    assert {s.sample(logits) for _ in range(200)} == {int(np.argmax(logits))}
+
+
+def test_same_seed_same_output():
+    logits = np.random.default_rng(2).normal(0, 2, 5000).astype(np.float32)
+    kw = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    a = [_core.Sampler(seed=99, **kw).sample(logits) for _ in range(1)]
+    sa, sb, sc = _core.Sampler(seed=99, **kw), _core.Sampler(seed=99, **kw), _core.Sampler(seed=100, **kw)
+    ra = [sa.sample(logits) for _ in range(300)]
+    rb = [sb.sample(logits) for _ in range(300)]
+    rc = [sc.sample(logits) for _ in range(300)]
+    assert ra == rb and ra[0] == a[0]
+    assert ra != rc
+    assert _core.Sampler(seed=-1, **kw).seed >= 0
+
+
+def test_penalties_exact():
+    logits = np.array([2.0, -1.0, 0.5, 3.0, -2.0, 0.0], np.float32)
+    s = _core.Sampler(repetition_penalty=1.5, frequency_penalty=0.2, presence_penalty=0.4, repeat_last_n=5)
+    s.accept_many([0, 3, 3, 1, 4, 4, 4])      # window of 5: [3, 1, 4, 4, 4]
+    assert s.history == [3, 1, 4, 4, 4]
+    exp = logits.astype(np.float64).copy()
+    for tok, count in {3: 1, 1: 1, 4: 3}.items():
+        v = exp[tok]
+        v = v / 1.5 if v > 0 else v * 1.5
+        exp[tok] = v - count * 0.2 - 0.4
+    np.testing.assert_allclose(s.apply_penalties(logits), exp, rtol=0, atol=1e-6)
+    # greedy reads the penalized logits: 3.0 -> 3/1.5 - 0.6 = 1.4 < 2.0
+    g = _core.Sampler(temperature=0, repetition_penalty=1.5, frequency_penalty=0.2, presence_penalty=0.4)
+    g.accept(3)
+    assert g.sample(logits) == 0
+    g.reset()
+    assert g.history == [] and g.sample(logits) == 3
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(temperature=-0.1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.01), "top_p"),
+    (dict(min_p=2.0), "min_p"), (dict(repetition_penalty=0.0), "repetition_penalty"),
+    (dict(repeat_last_n=-5), "repeat_last_n"), (dict(temperature=float("nan")), "temperature"),
+])
+def test_bad_parameters(kw, name):
+    with pytest.raises(ValueError, match=name):
+        _core.Sampler(**kw)
+
+
+def test_bad_logits():
+    s = _core.Sampler()
+    with pytest.raises(ValueError, match="1-D"):
+        s.sample(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="n_vocab"):
+        s.sample(np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        s.sample(np.full(4, -np.inf, np.float32))
