@@ -133,7 +133,7 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
                     const int nrx = (int)std::min<int64_t>(tx, r1 - r);
                     for (int64_t c = c0; c < c1; c += ty) {
                         const int nry = (int)std::min<int64_t>(ty, c1 - c);
-                        if (tk.gemm)
+                        if (tk.gemm && !getenv("BENCH_NOGEMM"))
                             tk.gemm(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &y[c * yrs], yrs, nry);
                         else
                             for (int j = 0; j < nry; ++j)

@@ -21,8 +21,8 @@ public:
     int default_threads() const;  // the count used when a caller passes n_threads <= 0
     // fn(ith, nth) on nth threads (nth <= 0: default_threads()); returns when all have returned.
     // One run at a time per pool (concurrent callers are serialized). If fn throws on any thread,
-    // the first exception is rethrown here after all threads finish (fn must not then wait in a
-    // barrier the throwing thread skipped, so ops throw only before their first barrier).
+    // the first exception is rethrown here after all threads finish; once a thread has thrown,
+    // barriers of that run stop waiting (results are discarded), so a throw never hangs the pool.
     void run(int nth, const std::function<void(int ith, int nth)>& fn);
     // Wait until all nth threads of the current run() reach this point. Call only inside run().
     void barrier();

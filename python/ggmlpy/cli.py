@@ -4,7 +4,6 @@ file, bad GGUF, bad argument) prints one line `ggmlpy: error: ...` on stderr and
 import argparse
 import os
 import sys
-import time
 
 
 class CliError(Exception):

@@ -180,9 +180,6 @@ protected:
     friend class WeightBinder;
 };
 
-// Tokenizer vocabulary from tokenizer.ggml.* keys (throws FormatError naming the key).
-Vocab vocab_from_gguf(const GGUFFile& f);
-
 // Registry: architecture name -> factory. Model::load dispatches on general.architecture.
 using ArchFactory = std::function<std::unique_ptr<DecoderModel>(std::unique_ptr<GGUFFile>, const ModelParams&)>;
 std::unique_ptr<DecoderModel> make_llama_model(std::unique_ptr<GGUFFile> f, const ModelParams& p);

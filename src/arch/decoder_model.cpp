@@ -115,17 +115,13 @@ void DecoderModel::init() {
                           std::to_string(hp_.rope.n_rot) + " must be even and at most the head size " +
                           std::to_string(hp_.head_dim));
 
-    Vocab vocab = vocab_from_gguf(f);
-    const int n_tokens_vocab = (int)vocab.tokens.size();
+    // vocabulary from tokenizer.ggml.* (tokenizer area; FormatError naming the file and key)
+    tokenizer_ = std::make_unique<Tokenizer>(tokenizer_from_gguf(f));
+    const int n_tokens_vocab = tokenizer_->n_vocab();
     if (hp_.n_vocab == 0) hp_.n_vocab = n_tokens_vocab;
     if (hp_.n_vocab != n_tokens_vocab)
         throw FormatError(f.path() + ": key '" + arch_ + ".vocab_size' = " + std::to_string(hp_.n_vocab) +
                           " but tokenizer.ggml.tokens has " + std::to_string(n_tokens_vocab) + " tokens");
-    try {
-        tokenizer_ = std::make_unique<Tokenizer>(std::move(vocab));
-    } catch (const ValueError& e) {
-        throw FormatError(f.path() + ": bad tokenizer metadata: " + e.what());
-    }
 
     WeightBinder binder(f, weights_ctx_);
     binder.owner_ = this;

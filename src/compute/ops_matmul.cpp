@@ -97,14 +97,20 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
         const char* abase = static_cast<const char*>(a->data) + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         char* dbase = static_cast<char*>(t->data) + i2 * t->nb[2] + i3 * t->nb[3];
         if (use_gemm) {
+            // weight sub-blocks of ~128 KB stay in L2 while every activation tile passes over them
             const size_t bs = t->nb[1] / sizeof(float);
-            for (int64_t n0 = 0; n0 < N; n0 += ry) {
-                const int nry = (int)std::min<int64_t>(ry, N - n0);
-                const char* y = yrow(n0, i2, i3);
-                for (int64_t mm = m0; mm < m1; mm += rx) {
-                    const int nrx = (int)std::min<int64_t>(rx, m1 - mm);
-                    float* s = reinterpret_cast<float*>(dbase + n0 * t->nb[1]) + mm;
-                    m.tk->gemm(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
+            int64_t mb = (int64_t)((128 * 1024) / std::max<size_t>(1, a->nb[1]));
+            mb = std::max<int64_t>(rx, mb / rx * rx);
+            for (int64_t b0 = m0; b0 < m1; b0 += mb) {
+                const int64_t b1 = std::min(m1, b0 + mb);
+                for (int64_t n0 = 0; n0 < N; n0 += ry) {
+                    const int nry = (int)std::min<int64_t>(ry, N - n0);
+                    const char* y = yrow(n0, i2, i3);
+                    for (int64_t mm = b0; mm < b1; mm += rx) {
+                        const int nrx = (int)std::min<int64_t>(rx, b1 - mm);
+                        float* s = reinterpret_cast<float*>(dbase + n0 * t->nb[1]) + mm;
+                        m.tk->gemm(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
+                    }
                 }
             }
         } else {

@@ -194,10 +194,10 @@ void compute(Graph& g, ThreadPool& pool, int n_threads, ComputeBuffer* buf) {
         for (size_t k = 0; k < run_nodes.size(); ++k) {
             p.chunk = &counters[k & 1];
             forward(run_nodes[k], p);
-            if (k + 1 < run_nodes.size() && n > 1) {
+            if (k + 1 < run_nodes.size()) {
                 // the counter of the next op was last used by op k-1, which every thread has left
                 if (ith == 0) counters[(k + 1) & 1].store(n, std::memory_order_relaxed);
-                pool.barrier();
+                if (n > 1) pool.barrier();
             }
         }
     });

@@ -52,6 +52,7 @@ struct ThreadPool::Impl {
 
     std::mutex err_mutex;
     std::exception_ptr first_error;
+    std::atomic<bool> failed{false};  // a thread threw: barriers stop waiting so nobody hangs
 
     ComputeBuffer buffer;
 
@@ -61,6 +62,7 @@ struct ThreadPool::Impl {
         } catch (...) {
             std::lock_guard<std::mutex> lk(err_mutex);
             if (!first_error) first_error = std::current_exception();
+            failed.store(true);
         }
     }
 
@@ -122,6 +124,7 @@ void ThreadPool::run(int nth, const std::function<void(int, int)>& fn) {
     if (nth > MAX_THREADS) throw ValueError("n_threads=" + std::to_string(nth) + " exceeds " + std::to_string(MAX_THREADS));
     std::lock_guard<std::mutex> run_lock(p.run_mutex);
     p.first_error = nullptr;
+    p.failed.store(false);
     p.nth = nth;
     if (nth == 1) {
         p.fn = &fn;
@@ -162,6 +165,7 @@ void ThreadPool::barrier() {
         return;
     }
     for (int spin = 0; p.barrier_phase.load(std::memory_order_acquire) == phase; ++spin) {
+        if (p.failed.load(std::memory_order_relaxed)) return;  // the run is lost; do not wait forever
         if (spin < SPIN_BEFORE_YIELD) GGMLPY_PAUSE();
         else std::this_thread::yield();
     }

@@ -71,6 +71,17 @@ static void test_pool() {
         caught = std::strcmp(e.what(), "boom") == 0;
     }
     CHECK(caught);
+    caught = false;
+    try {  // thread 1 throws before a barrier thread 0 waits in: no hang
+        pool.run(2, [&](int ith, int) {
+            if (ith == 1) throw ValueError("late");
+            pool.barrier();
+            pool.barrier();
+        });
+    } catch (const ValueError&) {
+        caught = true;
+    }
+    CHECK(caught);
     int after = 0;
     pool.run(2, [&](int ith, int) { if (ith == 0) after = 1; });
     CHECK(after == 1);  // the pool still works after an exception

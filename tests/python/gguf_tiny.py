@@ -30,9 +30,9 @@ def spm_vocab(n_vocab):
     return tokens, scores, types
 
 
-def add_spm_vocab(w, n_vocab):
+def add_spm_vocab(w, n_vocab, model="llama"):
     tokens, scores, types = spm_vocab(n_vocab)
-    w.add_tokenizer_model("llama")
+    w.add_tokenizer_model(model)
     w.add_token_list(tokens)
     w.add_token_scores(scores)
     w.add_token_types(types)
@@ -95,12 +95,15 @@ def llama_permute(w, n_head):
              .swapaxes(1, 2).reshape(w.shape))
 
 
-def write_llama_gguf(model, path, outtype="f32", arch="llama", skip=(), overrides=None):
+def write_llama_gguf(model, path, outtype="f32", arch="llama", skip=(), overrides=None,
+                     tokenizer_model="llama"):
     """Write an HF LlamaForCausalLM as a llama GGUF. skip: tensor names to leave out;
     overrides: {gguf tensor name: torch tensor} replacing what is written (bad-shape tests)."""
     cfg = model.config
     overrides = overrides or {}
     w = gguf.GGUFWriter(str(path), arch)
+    if arch != "llama":  # the keys keep the llama prefix; only general.architecture changes
+        w.arch = "llama"
     hd = cfg.hidden_size // cfg.num_attention_heads
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
@@ -116,7 +119,7 @@ def write_llama_gguf(model, path, outtype="f32", arch="llama", skip=(), override
     w.add_rope_dimension_count(hd)
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type(0 if outtype == "f32" else 1 if outtype == "f16" else 7)
-    add_spm_vocab(w, cfg.vocab_size)
+    add_spm_vocab(w, cfg.vocab_size, tokenizer_model)
 
     sd = model.state_dict()
     tensors = {"token_embd.weight": sd["model.embed_tokens.weight"],

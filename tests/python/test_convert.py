@@ -448,15 +448,20 @@ def test_gpt2_vocab_json_and_merges_txt(tmp_path):
     merges = [" ".join(m) if isinstance(m, list) else m for m in tj["model"]["merges"]]
     (tmp_path / "hf" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     os.unlink(tmp_path / "hf" / "tokenizer.json")
+    tc_path = tmp_path / "hf" / "tokenizer_config.json"  # as transformers 4 wrote it
+    tc = json.loads(tc_path.read_text())
+    tc["added_tokens_decoder"] = {str(i): {"content": t, "special": True} for t, i in special.items()}
+    tc_path.write_text(json.dumps(tc))
     b = convert_hf(str(tmp_path / "hf"), str(tmp_path / "b.gguf"), vocab_only=True, progress=False)
     ra, rb = gguf.GGUFReader(a), gguf.GGUFReader(b)
     for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.pre",
                 "tokenizer.ggml.eos_token_id"):
         assert field(ra, key) == field(rb, key), key
-    # the three added tokens are CONTROL in tokenizer.json; from added_tokens.json only
-    # <|endoftext|> is known to be special, the others are user-defined
-    ta, tb = field(ra, "tokenizer.ggml.token_type"), field(rb, "tokenizer.ggml.token_type")
-    assert tb[special["<|endoftext|>"]] == 3
-    assert all(tb[i] == 4 for t, i in special.items() if t != "<|endoftext|>")
-    assert [x for i, x in enumerate(ta) if i not in special.values()] == \
-        [x for i, x in enumerate(tb) if i not in special.values()]
+    # special tokens: CONTROL from tokenizer_config.json's added_tokens_decoder
+    assert field(ra, "tokenizer.ggml.token_type") == field(rb, "tokenizer.ggml.token_type")
+    assert field(rb, "tokenizer.ggml.token_type")[special["<|im_start|>"]] == 3
+    # without that file only <|endoftext|> is known to be special, the others are user-defined
+    os.unlink(tmp_path / "hf" / "tokenizer_config.json")
+    c = convert_hf(str(tmp_path / "hf"), str(tmp_path / "c.gguf"), vocab_only=True, progress=False)
+    tc = field(gguf.GGUFReader(c), "tokenizer.ggml.token_type")
+    assert tc[special["<|endoftext|>"]] == 3 and tc[special["<|im_start|>"]] == 4

@@ -4,7 +4,6 @@ Checks stop strings across token boundaries (nothing past a stop string is ever 
 characters split over several tokens never being split in the stream, EOS, max_new_tokens, a full
 context, and the stats."""
 import numpy as np
-import pytest
 
 from ggmlpy import _core
 from ggmlpy.generate import GenerationStats, StopMatcher, Utf8Stream, run_generation

@@ -7,7 +7,6 @@ GGUF and checks the wheel's RECORD hash; HF_HUB_OFFLINE; from_pretrained-style g
 import base64
 import hashlib
 import http.server
-import io
 import os
 import socket
 import subprocess

@@ -234,6 +234,11 @@ def bpe_from_vocab_merges(vocab_path: Path, merges_path: Path) -> TokenizerMeta:
     merges = read_merges_txt(merges_path)
     if "<|endoftext|>" in ids:
         types[ids["<|endoftext|>"]] = CONTROL
+    tc_path = vocab_path.parent / "tokenizer_config.json"  # added_tokens_decoder says which are special
+    if tc_path.is_file():
+        for i, t in (_read_json(tc_path).get("added_tokens_decoder") or {}).items():
+            if isinstance(t, dict) and str(i).isdigit() and int(i) < n and t.get("content") == tokens[int(i)]:
+                types[int(i)] = CONTROL if t.get("special") else USER_DEFINED
     meta = TokenizerMeta(model="gpt2", pre="gpt2", tokens=tokens, token_types=types, merges=merges)
     meta._ids = ids
     return meta

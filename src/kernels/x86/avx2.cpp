@@ -32,8 +32,8 @@ inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
                                          _mm256_cvtepi8_epi16(_mm256_extracti128_si256(y, 1)));
     return _mm256_add_epi32(lo, hi);
 }
-// gemm tiles (16 ymm registers): 4x2 and 2x4 keep 8 pair lanes in one vector
-constexpr int kTile32X = 4, kTile32Y = 2;
+// gemm tiles (16 ymm registers): 2x4 keeps 8 pair lanes in one vector
+constexpr int kTile32X = 2, kTile32Y = 4;
 constexpr int kTileKX = 2, kTileKY = 4;
 constexpr int kTileFX = 3, kTileFY = 3;
 

@@ -146,11 +146,17 @@ template <typename T> inline __m256i dot32_once(__m256i xq, __m256i yq) {
     else return s8_dot(s8_ycorr(yq), xq, yq);
 }
 // 8 fp16 fields (stride in bytes) -> 8 floats
-inline __m256 load_h8(const uint8_t* p, size_t stride) {
-    uint16_t h[8];
-    for (int k = 0; k < 8; ++k) std::memcpy(&h[k], p + k * stride, 2);
-    return _mm256_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
-                                          (short)h[5], (short)h[6], (short)h[7]));
+inline __m256 load_h8(const uint8_t* p, size_t st) {
+    const auto h = [&](int k) { uint16_t v; std::memcpy(&v, p + k * st, 2); return (int)v; };
+    __m128i v = _mm_cvtsi32_si128(h(0));
+    v = _mm_insert_epi16(v, h(1), 1);
+    v = _mm_insert_epi16(v, h(2), 2);
+    v = _mm_insert_epi16(v, h(3), 3);
+    v = _mm_insert_epi16(v, h(4), 4);
+    v = _mm_insert_epi16(v, h(5), 5);
+    v = _mm_insert_epi16(v, h(6), 6);
+    v = _mm_insert_epi16(v, h(7), 7);
+    return _mm256_cvtph_ps(v);
 }
 
 // scalar.cpp: sumf += (float)idot * (dx*dy)   [+ (float)isum(y) * (mx*dy) for Affine]
@@ -193,43 +199,86 @@ void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
     *s = sumf;
 }
 
+// Lane maps of a tile: lane p = r*RY + c holds pair (r, c); ir[p] = r, ic[p] = c (0 past NP).
+template <int RX, int RY> struct LaneMap {
+    static constexpr int NP = RX * RY, NG = (NP + 7) / 8;
+    __m256i ir[NG], ic[NG];
+    LaneMap() {
+        alignas(32) int a[NG * 8], c[NG * 8];
+        for (int p = 0; p < NG * 8; ++p) {
+            a[p] = p < NP ? p / RY : 0;
+            c[p] = p < NP ? p % RY : 0;
+        }
+        for (int g = 0; g < NG; ++g) {
+            ir[g] = _mm256_load_si256((const __m256i*)(a + 8 * g));
+            ic[g] = _mm256_load_si256((const __m256i*)(c + 8 * g));
+        }
+    }
+};
+// up to 8 fp16 fields (one per row, rows `stride` bytes apart) -> 8 floats (0 past cnt)
+template <int CNT> inline __m256 load_h_rows(const char* p, size_t stride) {
+    alignas(16) uint16_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < CNT; ++k) std::memcpy(&h[k], p + k * stride, 2);
+    return _mm256_cvtph_ps(_mm_load_si128((const __m128i*)h));
+}
+
 // Tile of RX weight rows x RY activation rows. Lane p = r*RY + c of acc holds pair (r, c), so the
 // per-pair float sum runs block by block exactly as in the reference, 8 pairs per vector.
 template <typename T>
 struct Gemm32 {
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        using B = typename T::B;
         constexpr int NP = RX * RY, NG = (NP + 7) / 8;
+        const LaneMap<RX, RY> lm;
         const int64_t nb = n / 32;
         __m256 acc[NG];
         for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; ++b) {
+            const B* xb = (const B*)x + b;
+            const block_q8_0* yb = (const block_q8_0*)y + b;
             Y32 yy[RY];
-            for (int c = 0; c < RY; ++c) yy[c] = load_y32<T>(((const block_q8_0*)(y + c * by))[b]);
-            __m256i dots[NG * 8];
-            alignas(32) float sc[NG * 8], ms[NG * 8], sy[NG * 8];
-            for (int p = NP; p < NG * 8; ++p) { dots[p] = _mm256_setzero_si256(); sc[p] = ms[p] = sy[p] = 0.0f; }
-            for (int r = 0; r < RX; ++r) {
-                const typename T::B& xb = ((const typename T::B*)(x + r * bx))[b];
-                const __m256i xq = T::q(xb);
-                const float dx = h2f(xb.d);
-                for (int c = 0; c < RY; ++c) {
-                    dots[r * RY + c] = dot32<T>(xq, yy[c]);
-                    sc[r * RY + c] = dx * yy[c].d;
-                    if constexpr (T::kind == Kind32::Affine) ms[r * RY + c] = mval<T>(xb) * yy[c].d;
+            for (int c = 0; c < RY; ++c) yy[c] = load_y32<T>(*(const block_q8_0*)((const char*)yb + c * by));
+            // isum[g]: lane p = exact dot of pair p. RY == 4: each row's 4 dots are folded at once
+            // (hadd tree, few live registers); other shapes keep all dots, then reduce8.
+            __m256i isum[NG];
+            if constexpr (RY == 4) {
+                __m256i part[2 * NG];
+                for (int r = RX; r < 2 * NG; ++r) part[r] = _mm256_setzero_si256();
+                for (int r = 0; r < RX; ++r) {
+                    const __m256i xq = T::q(*(const B*)((const char*)xb + r * bx));
+                    const __m256i d01 = _mm256_hadd_epi32(dot32<T>(xq, yy[0]), dot32<T>(xq, yy[1]));
+                    const __m256i d23 = _mm256_hadd_epi32(dot32<T>(xq, yy[2]), dot32<T>(xq, yy[3]));
+                    part[r] = _mm256_hadd_epi32(d01, d23);  // [c0..c3 low half | c0..c3 high half]
                 }
+                for (int g = 0; g < NG; ++g)
+                    isum[g] = _mm256_add_epi32(_mm256_permute2x128_si256(part[2 * g], part[2 * g + 1], 0x20),
+                                               _mm256_permute2x128_si256(part[2 * g], part[2 * g + 1], 0x31));
+            } else {
+                __m256i dots[NG * 8];
+                for (int p = NP; p < NG * 8; ++p) dots[p] = _mm256_setzero_si256();
+                for (int r = 0; r < RX; ++r) {
+                    const __m256i xq = T::q(*(const B*)((const char*)xb + r * bx));
+                    for (int c = 0; c < RY; ++c) dots[r * RY + c] = dot32<T>(xq, yy[c]);
+                }
+                for (int g = 0; g < NG; ++g) isum[g] = reduce8_i32(dots + 8 * g);
             }
+            const __m256 vx = load_h_rows<RX>((const char*)&xb->d, bx);
+            const __m256 vy = load_h_rows<RY>((const char*)&yb->d, by);
+            __m256 vm = _mm256_setzero_ps(), vsy = _mm256_setzero_ps();
             if constexpr (T::kind == Kind32::Affine) {
+                vm = load_h_rows<RX>((const char*)&xb->m, bx);
                 __m256i t[8];
                 for (int c = 0; c < 8; ++c) t[c] = c < RY ? yy[c].aux : _mm256_setzero_si256();
-                alignas(32) int32_t si[8];
-                _mm256_store_si256((__m256i*)si, reduce8_i32(t));
-                for (int p = 0; p < NP; ++p) sy[p] = (float)si[p % RY];
+                vsy = _mm256_cvtepi32_ps(reduce8_i32(t));
             }
             for (int g = 0; g < NG; ++g) {
-                __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(dots + 8 * g)), _mm256_load_ps(sc + 8 * g));
+                const __m256 dy = _mm256_permutevar8x32_ps(vy, lm.ic[g]);
+                const __m256 sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(vx, lm.ir[g]), dy);
+                __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[g]), sc);
                 if constexpr (T::kind == Kind32::Affine)
-                    P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_load_ps(sy + 8 * g), _mm256_load_ps(ms + 8 * g)));
+                    P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_permutevar8x32_ps(vsy, lm.ic[g]),
+                                                       _mm256_mul_ps(_mm256_permutevar8x32_ps(vm, lm.ir[g]), dy)));
                 acc[g] = _mm256_add_ps(acc[g], P);
             }
         }
