@@ -1,9 +1,10 @@
 // Kernel benchmark (not a test): memory read bandwidth, decode-shaped matmul (1 activation row,
 // weights >> L3, GB/s of weights read) and prefill-shaped matmul (512 activation rows, GFLOP/s)
-// straight on the kernel tables, rows split over 1 or 2 std::threads. Build by hand:
-//   g++ -O2 -std=c++17 -Iinclude -Isrc -DGGMLPY_ARCH_X86=1 benchmarks/bench_kernels.cpp \
+// straight on the kernel tables, rows split over 1 or 2 std::threads. Build by hand (one line):
+//   g++ -O2 -std=c++17 -mavx2 -Iinclude -Isrc -DGGMLPY_ARCH_X86=1 benchmarks/bench_kernels.cpp
 //       build/x86/libggmlpy_core.a -lpthread -o build/x86/bench_kernels
 // Usage: bench_kernels [table] [types,...] [weight MiB]   (defaults: best table, all types, 256)
+// BENCH_NOGEMM=1 runs the prefill shape with one vec_dot per pair instead of the gemm tiles.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -176,16 +177,20 @@ int main(int argc, char** argv) {
     const int streams[3] = {1, 4, 8};
     for (int s = 0; s < 3; ++s)
         for (int nth = 1; nth <= 2; ++nth) bw[s][nth - 1] = read_bw(buf.data(), bwbytes, nth, streams[s]);
-    buf = {};
+    // a 256 MiB buffer kept for the bandwidth taken right beside each decode run (the machine is
+    // shared: % of bandwidth compares numbers measured under the same load)
+    buf.resize((size_t)256 << 20);
+    const auto bw_now = [&](int nth) {
+        return std::max(read_bw(buf.data(), buf.size(), nth, 1), read_bw(buf.data(), buf.size(), nth, 8));
+    };
     std::printf("read bandwidth GB/s (1 GiB):   1 thread: %.1f / %.1f / %.1f   2 threads: %.1f / %.1f / %.1f"
                 "   (1 / 4 / 8 streams per thread)\n",
                 bw[0][0], bw[1][0], bw[2][0], bw[0][1], bw[1][1], bw[2][1]);
-    const double bwmax[2] = {std::max({bw[0][0], bw[1][0], bw[2][0]}), std::max({bw[0][1], bw[1][1], bw[2][1]})};
 
     std::printf("table %s; decode: weights %.0f MiB (> 32 MiB L3), k = 4096, 1 activation row; "
                 "prefill: 512 activation rows x 1024 weight rows x 4096\n", kt->name, mib);
-    std::printf("%-6s %3s %10s %9s %8s %12s %9s\n", "type", "thr", "decode GB/s", "% of bw", "tok/s*", "prefill GF/s",
-                "gemm rows");
+    std::printf("%-6s %3s %10s %8s %9s %8s %12s %9s\n", "type", "thr", "decode GB/s", "bw GB/s", "% of bw", "tok/s*",
+                "prefill GF/s", "gemm rows");
     for (const auto& tn : types) {
         const DType t = dtype_from_name(tn);
         const int64_t k = 4096;
@@ -193,11 +198,13 @@ int main(int argc, char** argv) {
         const Mat w = make_weights(t, k, rows);
         const Mat wp = make_weights(t, k, 1024);
         for (int nth = 1; nth <= 2; ++nth) {
+            const double bwa = bw_now(nth);
             const double td = bench_decode(*kt, w, nth);
+            const double bwl = std::max(bwa, bw_now(nth));  // best of before / after
             const double gbs = w.data.size() / td / 1e9;
             const double tp = bench_prefill(*kt, wp, 512, nth);
             const double gf = 2.0 * 512 * 1024 * k / tp / 1e9;
-            std::printf("%-6s %3d %10.1f %8.0f%% %8.1f %12.1f %6dx%d\n", tn.c_str(), nth, gbs, 100 * gbs / bwmax[nth - 1],
+            std::printf("%-6s %3d %10.1f %8.1f %8.0f%% %8.1f %12.1f %6dx%d\n", tn.c_str(), nth, gbs, bwl, 100 * gbs / bwl,
                         1.0 / td, gf, kt->type[(int)t].gemm_rows_x, kt->type[(int)t].gemm_rows_y);
             std::fflush(stdout);
         }

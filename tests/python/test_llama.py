@@ -48,7 +48,7 @@ def test_f32_logits_match_hf(tiny):
 def test_decode_steps_match_hf(tiny):
     # a prompt, then one token at a time: each step's logits equal HF's row for that position
     name, model, files, ref = tiny
-    m = _core.Model(files["f32"], kv_type="f32", n_threads=2)
+    m = _core.Model(files["f32"], kv_type="f32", n_threads=1)
     last = m.eval(IDS[:6])
     assert last.shape == (model.config.vocab_size,)
     assert gt.rel_err(last, ref[5]) < 1e-4
@@ -107,10 +107,6 @@ def test_q8_0_weights(name, tmp_path):
     assert gt.rel_err(ours, gt.hf_logits(deq, IDS)) < 0.08
 
 
-# Known core bug (src/compute/ops_matmul.cpp / graph.cpp, not this area): with n_threads=1 the
-# batched attention mul_mat leaves some heads unwritten inside a full model graph. Strict xfail,
-# so this turns into a failure (and the marker is removed) once the core is fixed.
-@pytest.mark.xfail(strict=True, reason="core mul_mat at n_threads=1 skips batches in the model graph")
 def test_threads_give_same_logits(tiny):
     name, model, files, ref = tiny
     m = _core.Model(files["f32"], kv_type="f32", n_threads=1)

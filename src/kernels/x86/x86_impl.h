@@ -172,6 +172,7 @@ void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         __m256i dots[8], sy[8];
+#pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
             const __m256i yq = load256(y[b + k].qs);
             dots[k] = dot32_once<T>(T::q(x[b + k]), yq);
@@ -437,6 +438,7 @@ void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
         KSc sc;
         T::scales(x[b], sc);
         __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
             const __m256i yq = load256(y[b].qs + 32 * k);
             acc = kchunk<T::off>(acc, T::chunk(x[b], k), yq, yoff_chunk<T::off>(yq), scale_chunk(sc.sc8, k));
