@@ -28,6 +28,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelParams& p
     opt.use_mmap = params.use_mmap;
     opt.use_mlock = params.use_mlock;
     std::unique_ptr<GGUFFile> f = GGUFFile::open(path, opt);
+    // start readahead of the weights (page cache only: pages stay file-backed and droppable)
+    if (f->mmapped()) f->advise_willneed();
     const std::string arch = f->require_string("general.architecture");
     for (const auto& e : registry()) {
         if (e.first != arch) continue;

@@ -18,7 +18,6 @@ MARGIN = 0.25
 
 def cli(*args, env=None, timeout=300, input=None):
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + e.get("PYTHONPATH", "")
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "ggmlpy.cli", *args], capture_output=True, timeout=timeout,
                           env=e, input=input)
@@ -155,7 +154,6 @@ def test_prompt_longer_than_context(smollm2_path):
 
 def test_ctrl_c_stops_cleanly(smollm2_path):
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + e.get("PYTHONPATH", "")
     p = subprocess.Popen([sys.executable, "-m", "ggmlpy.cli", "generate", "-m", str(smollm2_path), "-p", "Hello",
                           "-n", "-1", "--ignore-eos", "-c", "4096", "-t", "1"], env=e,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)

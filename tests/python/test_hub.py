@@ -155,7 +155,7 @@ def run_cli(tmp_path, endpoint, *args, wheels=None, extra_env=None, timeout=240)
     env = dict(os.environ)
     env.update({
         "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "GGMLPY_MODELS_DIR": str(tmp_path / "models"),
-        "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", ""),
+        "HF_HUB_DISABLE_TELEMETRY": "1", 
         # pip: no config files, no index, only the local wheel folder (an empty one when not given)
         "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels or tmp_path / "nowheels"),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",

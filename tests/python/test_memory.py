@@ -54,7 +54,6 @@ print(json.dumps(dict(rss_anon=peak, kv=m.memory["kv_bytes"], map_rss=rss, map_a
 
 def run(path, use_mmap):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "python"), env.get("PYTHONPATH", "")] if p)
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(path), "1" if use_mmap else "0"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
