@@ -532,30 +532,6 @@ struct WBF16 {
     }
 };
 
-// vec_dot: products are exact in double, summed in double like the reference (lane order differs,
-// so the float result can differ from scalar's only by the final rounding of nearly equal doubles).
-template <typename W>
-void vec_dot_fw(int64_t n, float* s, const void* vx, const void* vy) {
-    const typename W::E* x = (const typename W::E*)vx;
-    const float* y = (const float*)vy;
-    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m256 x0 = W::load8(x + i), x1 = W::load8(x + i + 8);
-        const __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);
-        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x0)), _mm256_cvtps_pd(_mm256_castps256_ps128(y0)), a0);
-        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y0, 1)), a1);
-        a2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x1)), _mm256_cvtps_pd(_mm256_castps256_ps128(y1)), a2);
-        a3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y1, 1)), a3);
-    }
-    const __m256d a = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
-    alignas(32) double t[4];
-    _mm256_store_pd(t, a);
-    double sum = (t[0] + t[1]) + (t[2] + t[3]);
-    for (; i < n; ++i) sum += (double)W::one(x + i) * y[i];
-    *s = (float)sum;
-}
-
 inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -563,8 +539,28 @@ inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// gemm: f32 FMA accumulation (prefill is compute-bound; tolerance vs the double reference is
-// relative ~1e-6 * sum|x*y|, stated in the header of avx2.cpp / avx512.cpp)
+// vec_dot: f32 FMA into 4 independent accumulators (decode is bandwidth-bound; the exact-in-double
+// variant was compute-bound on F16). Tolerance vs the double reference: (n+4)*eps*sum|x_i*y_i|.
+template <typename W>
+void vec_dot_fw(int64_t n, float* s, const void* vx, const void* vy) {
+    const typename W::E* x = (const typename W::E*)vx;
+    const float* y = (const float*)vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(W::load8(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(W::load8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(W::load8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(W::load8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(W::load8(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; ++i) sum += W::one(x + i) * y[i];
+    *s = sum;
+}
+
+// gemm: f32 FMA accumulation (prefill is compute-bound); tolerance vs the double reference
+// (n+4)*eps*sum|x_i*y_i|, as vec_dot_fw
 template <typename W>
 struct GemmF {
     template <int RX, int RY>
