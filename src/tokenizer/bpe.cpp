@@ -59,6 +59,10 @@ void Tokenizer::Impl::encode_bpe(const std::string& text, std::vector<int32_t>& 
                 continue;
             }
         }
+        if (v.merges.empty()) {
+            encode_greedy(word, mapped, out);
+            continue;
+        }
         sym.clear();
         size_t off = 0;
         for (char c : word) {
@@ -99,6 +103,36 @@ void Tokenizer::Impl::encode_bpe(const std::string& text, std::vector<int32_t>& 
             try_add(c.pos);
         }
         for (int i = 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
+    }
+}
+
+// A vocabulary without merges (legacy ggml GPT-J files): longest token that prefixes the rest of
+// the word, as the ggml examples did. Approximate: BPE with merges can split differently.
+void Tokenizer::Impl::encode_greedy(const std::string& word, const std::string& mapped,
+                                    std::vector<int32_t>& out) const {
+    // bounds[k] = offset in `mapped` where input byte k starts (mapped symbols are 1-2 bytes)
+    std::vector<size_t> bounds(word.size() + 1, 0);
+    for (size_t k = 0; k < word.size(); ++k)
+        bounds[k + 1] = bounds[k] + unicode::byte_to_unicode(uint8_t(word[k])).size();
+    size_t i = 0;
+    while (i < word.size()) {
+        size_t best_end = 0;
+        int32_t best_id = -1;
+        for (size_t j = word.size(); j > i; --j) {
+            const int32_t id = find(mapped.substr(bounds[i], bounds[j] - bounds[i]));
+            if (id >= 0) {
+                best_end = j;
+                best_id = id;
+                break;
+            }
+        }
+        if (best_id < 0) {  // no token starts with this byte: the unknown token, or drop it
+            if (v.unk >= 0) out.push_back(v.unk);
+            ++i;
+            continue;
+        }
+        out.push_back(best_id);
+        i = best_end;
     }
 }
 

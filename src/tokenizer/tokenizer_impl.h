@@ -43,6 +43,7 @@ struct Tokenizer::Impl {
     // first: the fragment starts the text (SPM space prefix).
     void encode_spm(const std::string& text, bool first, std::vector<int32_t>& out) const;
     void encode_bpe(const std::string& text, std::vector<int32_t>& out) const;
+    void encode_greedy(const std::string& word, const std::string& mapped, std::vector<int32_t>& out) const;
     void init_spm();  // byte_token
     void init_bpe();  // merges, byte_symbol (throws ValueError for unusable merges data)
 };

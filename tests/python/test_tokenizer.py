@@ -440,3 +440,14 @@ def test_from_gguf_errors(tmp_path):
         _core.Tokenizer.from_gguf(str(path))
     with pytest.raises(ValueError, match="tokenizer.ggml.tokens"):
         tokenizer_from_gguf(path)
+
+
+def test_bpe_without_merges_is_greedy_longest_match():
+    # legacy ggml GPT-J vocabularies carry no merges: each word takes the longest token that
+    # prefixes what is left of it (worked out by hand for this vocabulary)
+    toks = [chr(c) for c in range(33, 127)] + ["Ġhe", "llo", "Ġhello", "Ġ", "he"]
+    ids = {t: i for i, t in enumerate(toks)}
+    t = _core.Tokenizer(model="gpt2", pre="gpt2", tokens=toks, merges=[])
+    got = t.encode("hello hello world", add_bos=False)
+    assert got == [ids["he"], ids["llo"], ids["Ġhello"], ids["Ġ"], ids["w"], ids["o"], ids["r"], ids["l"], ids["d"]]
+    assert t.decode(got) == "hello hello world"
