@@ -9,6 +9,7 @@ if _os.environ.get("GGMLPY_BUILD_DIR"):
 from . import _core  # noqa: E402
 from ._core import GGUFError, ContextFullError  # noqa: E402
 from .model import Model  # noqa: E402
+from .quantize import quantize  # noqa: E402  (the function shadows the submodule attribute)
 
 __version__ = "0.1.0"
-__all__ = ["Model", "GGUFError", "ContextFullError", "__version__"]
+__all__ = ["Model", "quantize", "GGUFError", "ContextFullError", "__version__"]
