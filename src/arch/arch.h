@@ -188,5 +188,11 @@ std::unique_ptr<DecoderModel> make_gptj_model(std::unique_ptr<GGUFFile> f, const
 // Metadata helpers shared by the hooks: "<arch>.<key>" lookups with range checks.
 int hparam_int(const GGUFFile& f, const std::string& key, int64_t lo, int64_t hi);
 int hparam_int_or(const GGUFFile& f, const std::string& key, int def, int64_t lo, int64_t hi);
+// A norm epsilon in (0, 1] (default 1e-5).
+float hparam_eps(const GGUFFile& f, const std::string& key);
+// head_dim = n_embd / n_head, which must divide evenly (a = "<arch>.").
+int hparam_head_dim(const GGUFFile& f, const std::string& a, int n_embd, int n_head);
+// Interleaved-pair rope over the first rope.dimension_count dims (default: all), rope.freq_base.
+void hparam_rope_norm(const GGUFFile& f, const std::string& a, HParams& hp);
 
 }  // namespace ggmlpy

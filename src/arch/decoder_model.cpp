@@ -35,6 +35,29 @@ int hparam_int_or(const GGUFFile& f, const std::string& key, int def, int64_t lo
     return f.has(key) ? hparam_int(f, key, lo, hi) : def;
 }
 
+float hparam_eps(const GGUFFile& f, const std::string& key) {
+    const float eps = (float)f.get_float(key, 1e-5);
+    if (!(eps > 0.0f) || eps > 1.0f)
+        throw FormatError(f.path() + ": key '" + key + "' = " + std::to_string(eps) +
+                          " is not a small positive number");
+    return eps;
+}
+
+int hparam_head_dim(const GGUFFile& f, const std::string& a, int n_embd, int n_head) {
+    if (n_embd % n_head != 0)
+        throw FormatError(f.path() + ": key '" + a + "embedding_length' = " + std::to_string(n_embd) +
+                          " is not a multiple of attention.head_count " + std::to_string(n_head));
+    return n_embd / n_head;
+}
+
+void hparam_rope_norm(const GGUFFile& f, const std::string& a, HParams& hp) {
+    hp.rope.mode = RopeMode::NORM;
+    hp.rope.n_rot = hparam_int_or(f, a + "rope.dimension_count", hp.head_dim, 0, hp.head_dim);
+    hp.rope.freq_base = (float)f.get_float(a + "rope.freq_base", 10000.0);
+    if (!(hp.rope.freq_base > 0.0f))
+        throw FormatError(f.path() + ": key '" + a + "rope.freq_base' must be positive");
+}
+
 // ---- WeightBinder ----------------------------------------------------------------------------------
 
 Tensor* WeightBinder::bind(const GGUFTensorInfo& t, const std::vector<int64_t>& ne) {

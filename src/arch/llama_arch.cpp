@@ -31,22 +31,11 @@ protected:
                 throw FormatError(f.path() + ": key '" + a + "attention.value_length' = " + std::to_string(vl) +
                                   " differs from key_length " + std::to_string(hp.head_dim) + " (unsupported)");
         } else {
-            if (hp.n_embd % hp.n_head != 0)
-                throw FormatError(f.path() + ": key '" + a + "embedding_length' = " + std::to_string(hp.n_embd) +
-                                  " is not a multiple of attention.head_count " + std::to_string(hp.n_head));
-            hp.head_dim = hp.n_embd / hp.n_head;
+            hp.head_dim = hparam_head_dim(f, a, hp.n_embd, hp.n_head);
         }
         hp.n_vocab = hparam_int_or(f, a + "vocab_size", 0, 1, (1ll << 31) - 1);
-        hp.norm_eps = (float)f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-5);
-        if (!(hp.norm_eps > 0.0f) || hp.norm_eps > 1.0f)
-            throw FormatError(f.path() + ": key '" + a + "attention.layer_norm_rms_epsilon' = " +
-                              std::to_string(hp.norm_eps) + " is not a small positive number");
-
-        hp.rope.mode = RopeMode::NORM;
-        hp.rope.n_rot = hparam_int_or(f, a + "rope.dimension_count", hp.head_dim, 0, hp.head_dim);
-        hp.rope.freq_base = (float)f.get_float(a + "rope.freq_base", 10000.0);
-        if (!(hp.rope.freq_base > 0.0f))
-            throw FormatError(f.path() + ": key '" + a + "rope.freq_base' must be positive");
+        hp.norm_eps = hparam_eps(f, a + "attention.layer_norm_rms_epsilon");
+        hparam_rope_norm(f, a, hp);
         std::string scaling = f.get_string(a + "rope.scaling.type", "none");
         double factor = f.get_float(a + "rope.scaling.factor", 0.0);
         if (scaling == "none" && f.has(a + "rope.scale_linear")) {  // older files
