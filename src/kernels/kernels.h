@@ -6,9 +6,6 @@
 // (tests/cpp/test_kernels.cpp): for quantized weights vec_dot, gemm and the partner from_float
 // must give the scalar table's exact bits (integer block dots, then the scalar's per-block float
 // formula in block order); float weights agree within (n + 4) * FLT_EPSILON * sum|x_i * y_i|.
-// Exception, listed by name in the tests: avx512 Q4_0/Q4_1 vec_dot keep exact integer block sums
-// but add the scaled sums in float lanes (decode speed), so they agree within
-// (n + 4) * FLT_EPSILON * sum|terms| instead of bit for bit.
 #pragma once
 #include <cstddef>
 #include <cstdint>

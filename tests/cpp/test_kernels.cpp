@@ -8,11 +8,6 @@
 // eps = FLT_EPSILON):
 //  - integer paths (quantized weights), every table vs scalar: bit-exact. The per-block integer
 //    dot is exact and every table combines the block scales with the scalar formula, in order.
-//    Exception, the float-order entries (float_order_vec_dot: avx512 vec_dot of q4_0 and q4_1,
-//    the decode kernels): integer partial dots are still exact, but d_x*d_y*partial is summed in
-//    float lanes in another order, so |s - s_ref| <= (n + 4) * eps * term_bound, where
-//    term_bound = sum_i (|x_i - m_b| + |m_b|) * |y_i| (m_b: the affine block's min, else 0) bounds
-//    the sum of |terms| either order adds. Their gemm entries stay bit-exact.
 //  - float paths (f32/f16/bf16 weights): any-order f32 summation of n products:
 //    |s - s_ref| <= (n + 4) * eps * bound.
 //  - scalar vs float64 of the dequantized rows: the float paths as above; the integer paths
@@ -33,8 +28,6 @@
 #include "ggmlpy/cpu.h"
 #include "ggmlpy/error.h"
 #include "kernels/kernels.h"
-#include "quant/blocks.h"
-#include "quant/fp16.h"
 #include "quant/quant.h"
 
 using namespace ggmlpy;
@@ -93,31 +86,13 @@ double dot64(const std::vector<float>& a, const std::vector<float>& b) {
 // Bit-exact matches among the comparisons, per "table/int|float" (reported, not required).
 std::map<std::string, std::pair<int, int>> g_stats;
 
-// Entries allowed to sum block terms in another float order than scalar.cpp (see the header).
-bool float_order_vec_dot(const std::string& table, DType t) {
-    return table == "avx512" && (t == DType::Q4_0 || t == DType::Q4_1);
-}
-
-// sum_i (|x_i - m_b| + |m_b|) * |y_i| over a q4_1 row (block min m_b), sum |x_i * y_i| otherwise
-double term_bound(DType t, const void* xq, const std::vector<float>& xd, const std::vector<float>& yd) {
-    if (t != DType::Q4_1) return abs_dot(xd, yd);
-    const block_q4_1* b = (const block_q4_1*)xq;
-    double s = 0;
-    for (size_t i = 0; i < xd.size(); ++i) {
-        const double m = fp16_to_fp32(b[i / QK4_1].m);
-        s += (std::fabs((double)xd[i] - m) + std::fabs(m)) * std::fabs((double)yd[i]);
-    }
-    return s;
-}
-
-// float_order: the entry may differ from the reference by float rounding (tol applies)
 void check_close(const char* what, const std::string& table, DType t, int64_t n, double got,
-                 double want, double tol, bool float_order = false) {
+                 double want, double tol) {
     auto& st = g_stats[table + (dtype_traits(t).quantized ? "/int" : "/float")];
     ++st.first;
     if (got == want) ++st.second;
     // integer paths of every table must reproduce the reference bits
-    if (dtype_traits(t).quantized && table != "scalar-vs-f64" && !float_order) tol = 0;
+    if (dtype_traits(t).quantized && table != "scalar-vs-f64") tol = 0;
     if (!(std::fabs(got - want) <= tol)) {
         ++test_failures();
         std::fprintf(stderr, "FAIL %s table=%s type=%s n=%lld: got %.9g want %.9g diff %.3g tol %.3g\n",
@@ -207,13 +182,8 @@ void test_table(const std::string& name) {
                     rk.vec_dot(n, &sref[c * nrx + r], &X[r * bx], &Y[c * by]);
                     float s = NAN;
                     k.vec_dot(n, &s, &X[r * bx], &Y[c * by]);
-                    if (float_order_vec_dot(name, t))
-                        check_close("vec_dot", name, t, n, s, sref[c * nrx + r],
-                                    (double)(n + 4) * FLT_EPSILON * term_bound(t, &X[r * bx], xd[r], yd[c]) + 1e-30,
-                                    true);
-                    else
-                        check_close("vec_dot", name, t, n, s, sref[c * nrx + r],
-                                    tolerance(t, n, abs_dot(xd[r], yd[c])));
+                    check_close("vec_dot", name, t, n, s, sref[c * nrx + r],
+                                tolerance(t, n, abs_dot(xd[r], yd[c])));
                 }
             if (!k.gemm) continue;
             // every tile shape up to the table's maximum, output stride bs > nrx, NaN sentinels
