@@ -20,14 +20,14 @@ ROPE_BASE = 10000.0  # fixed in GPT-J (HF create_sinusoidal_positions, ggml's gp
 
 class GPTJParams:
     def __init__(self, cfg: dict, where: str):
+        from .hf import require_int
+
         def need(key):
-            if cfg.get(key) is None:
-                raise ValueError(f"{where}: config.json has no {key}")
-            return cfg[key]
-        self.n_embd = int(need("n_embd"))
-        self.n_layer = int(need("n_layer"))
-        self.n_head = int(need("n_head"))
-        self.n_vocab = int(need("vocab_size"))
+            return require_int(cfg, key, where)
+        self.n_embd = need("n_embd")
+        self.n_layer = need("n_layer")
+        self.n_head = need("n_head")
+        self.n_vocab = need("vocab_size")
         self.n_ctx = int(cfg.get("n_positions") or 2048)
         self.n_ff = int(cfg.get("n_inner") or 4 * self.n_embd)
         self.eps = float(cfg.get("layer_norm_epsilon", 1e-5))

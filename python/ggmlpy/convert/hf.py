@@ -53,6 +53,13 @@ def read_config(folder: Path) -> dict:
         raise ValueError(f"{cfg}: not valid JSON ({e})") from None
 
 
+def require_int(cfg: dict, key: str, where: str) -> int:
+    """cfg[key] as int; ValueError naming the config file and key when it is missing."""
+    if cfg.get(key) is None:
+        raise ValueError(f"{where}: config.json has no {key}")
+    return int(cfg[key])
+
+
 def get_rope_theta(cfg: dict, default: float) -> float:
     """rope_theta lives at the top level (transformers <5) or in rope_parameters (>=5)."""
     if cfg.get("rope_theta") is not None:

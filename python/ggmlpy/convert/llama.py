@@ -35,18 +35,16 @@ def interleaved_to_hf(w: np.ndarray, n_head: int) -> np.ndarray:
 
 class LlamaParams:
     def __init__(self, cfg: dict, where: str):
-        from .hf import get_rope_theta, get_rope_scaling
+        from .hf import get_rope_scaling, get_rope_theta, require_int
 
         def need(key):
-            if cfg.get(key) is None:
-                raise ValueError(f"{where}: config.json has no {key}")
-            return cfg[key]
-        self.n_embd = int(need("hidden_size"))
-        self.n_ff = int(need("intermediate_size"))
-        self.n_layer = int(need("num_hidden_layers"))
-        self.n_head = int(need("num_attention_heads"))
+            return require_int(cfg, key, where)
+        self.n_embd = need("hidden_size")
+        self.n_ff = need("intermediate_size")
+        self.n_layer = need("num_hidden_layers")
+        self.n_head = need("num_attention_heads")
         self.n_head_kv = int(cfg.get("num_key_value_heads") or self.n_head)
-        self.n_vocab = int(need("vocab_size"))
+        self.n_vocab = need("vocab_size")
         self.head_dim = int(cfg.get("head_dim") or self.n_embd // self.n_head)
         self.n_ctx = int(cfg.get("max_position_embeddings") or 2048)
         self.eps = float(cfg.get("rms_norm_eps", 1e-6))
