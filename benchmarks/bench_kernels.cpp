@@ -1,10 +1,13 @@
 // Kernel benchmark (not a test): memory read bandwidth, decode-shaped matmul (1 activation row,
 // weights >> L3, GB/s of weights read) and prefill-shaped matmul (512 activation rows, GFLOP/s)
-// straight on the kernel tables, rows split over 1 or 2 std::threads. Build by hand (one line):
-//   g++ -O2 -std=c++17 -mavx2 -Iinclude -Isrc -DGGMLPY_ARCH_X86=1 benchmarks/bench_kernels.cpp
-//       build/x86/libggmlpy_core.a -lpthread -o build/x86/bench_kernels
-// Usage: bench_kernels [table] [types,...] [weight MiB]   (defaults: best table, all types, 256)
-// BENCH_NOGEMM=1 runs the prefill shape with one vec_dot per pair instead of the gemm tiles.
+// straight on the kernel tables, rows split over 1 or 2 std::threads. Built with the C++ tests
+// (x86 only: the bandwidth probe uses AVX2 loads): cmake --build build/tests --target bench_kernels
+// Usage: bench_kernels [table] [types,...] [weight MiB] [rounds]   (defaults: best table, all
+// types, 256, 5). Every figure is the median over `rounds`; each round measures the read
+// bandwidth right before and after its decode pass (the machine is shared: a percentage only
+// means something against bandwidth measured under the same load).
+// GGMLPY_PF=bytes sets the decode prefetch distance (0 = none); BENCH_NOGEMM=1 runs the prefill
+// shape with one vec_dot per pair instead of the gemm tiles.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -149,6 +152,12 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
     return best;
 }
 
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -168,6 +177,7 @@ int main(int argc, char** argv) {
         }
     }
     const double mib = argc > 3 ? atof(argv[3]) : 256;
+    const int rounds = argc > 4 ? std::max(1, atoi(argv[4])) : 5;
 
     // bandwidth of this machine (1 GiB buffer, touched first)
     const size_t bwbytes = (size_t)1 << 30;
@@ -177,8 +187,7 @@ int main(int argc, char** argv) {
     const int streams[3] = {1, 4, 8};
     for (int s = 0; s < 3; ++s)
         for (int nth = 1; nth <= 2; ++nth) bw[s][nth - 1] = read_bw(buf.data(), bwbytes, nth, streams[s]);
-    // a 256 MiB buffer kept for the bandwidth taken right beside each decode run (the machine is
-    // shared: % of bandwidth compares numbers measured under the same load)
+    // a 256 MiB buffer kept for the bandwidth taken right beside each decode pass
     buf.resize((size_t)256 << 20);
     const auto bw_now = [&](int nth) {
         return std::max(read_bw(buf.data(), buf.size(), nth, 1), read_bw(buf.data(), buf.size(), nth, 8));
@@ -186,11 +195,11 @@ int main(int argc, char** argv) {
     std::printf("read bandwidth GB/s (1 GiB):   1 thread: %.1f / %.1f / %.1f   2 threads: %.1f / %.1f / %.1f"
                 "   (1 / 4 / 8 streams per thread)\n",
                 bw[0][0], bw[1][0], bw[2][0], bw[0][1], bw[1][1], bw[2][1]);
-
     std::printf("table %s; decode: weights %.0f MiB (> 32 MiB L3), k = 4096, 1 activation row; "
-                "prefill: 512 activation rows x 1024 weight rows x 4096\n", kt->name, mib);
-    std::printf("%-6s %3s %10s %8s %9s %8s %12s %9s\n", "type", "thr", "decode GB/s", "bw GB/s", "% of bw", "tok/s*",
-                "prefill GF/s", "gemm rows");
+                "prefill: 512 activation rows x 1024 weight rows x 4096; medians of %d rounds\n",
+                kt->name, mib, rounds);
+    std::printf("%-6s %3s %11s %8s %8s %8s %9s %13s %9s\n", "type", "thr", "decode GB/s", "bw GB/s", "% of bw",
+                "tok/s*", "bound t/s", "prefill GF/s", "gemm rows");
     for (const auto& tn : types) {
         const DType t = dtype_from_name(tn);
         const int64_t k = 4096;
@@ -198,17 +207,24 @@ int main(int argc, char** argv) {
         const Mat w = make_weights(t, k, rows);
         const Mat wp = make_weights(t, k, 1024);
         for (int nth = 1; nth <= 2; ++nth) {
-            const double bwa = bw_now(nth);
-            const double td = bench_decode(*kt, w, nth);
-            const double bwl = std::max(bwa, bw_now(nth));  // best of before / after
-            const double gbs = w.data.size() / td / 1e9;
-            const double tp = bench_prefill(*kt, wp, 512, nth);
-            const double gf = 2.0 * 512 * 1024 * k / tp / 1e9;
-            std::printf("%-6s %3d %10.1f %8.1f %8.0f%% %8.1f %12.1f %6dx%d\n", tn.c_str(), nth, gbs, bwl, 100 * gbs / bwl,
-                        1.0 / td, gf, kt->type[(int)t].gemm_rows_x, kt->type[(int)t].gemm_rows_y);
+            std::vector<double> gbs, bws, pct, gfs;
+            for (int r = 0; r < rounds; ++r) {
+                const double bwa = bw_now(nth);
+                const double td = bench_decode(*kt, w, nth);
+                const double bwl = std::max(bwa, bw_now(nth));  // best of before / after
+                gbs.push_back(w.data.size() / td / 1e9);
+                bws.push_back(bwl);
+                pct.push_back(100.0 * gbs.back() / bwl);
+                if (r < 3) gfs.push_back(2.0 * 512 * 1024 * k / bench_prefill(*kt, wp, 512, nth) / 1e9);
+            }
+            const double bytes = (double)w.data.size();
+            std::printf("%-6s %3d %11.1f %8.1f %7.0f%% %8.1f %9.1f %13.1f %6dx%d\n", tn.c_str(), nth, median(gbs),
+                        median(bws), median(pct), median(gbs) * 1e9 / bytes, median(bws) * 1e9 / bytes, median(gfs),
+                        kt->type[(int)t].gemm_rows_x, kt->type[(int)t].gemm_rows_y);
             std::fflush(stdout);
         }
     }
-    std::printf("* tok/s: passes over this weight matrix per second (decode tokens if it were the whole model)\n");
+    std::printf("* tok/s: passes over this weight matrix per second (decode tokens if it were the whole model);\n"
+                "  bound t/s: the same at the measured read bandwidth. %% of bw: median of the per-round ratios.\n");
     return 0;
 }

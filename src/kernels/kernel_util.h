@@ -30,6 +30,14 @@ inline void q4k_scale_min(const uint8_t* scales, int j, int* sc, int* m) {
     }
 }
 
+// Float order of the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), part of the spec every
+// table reproduces bit for bit: the per-block products P_b are summed in groups of 8 blocks, each
+// group as the fixed tree ((P0+P1)+(P2+P3))+((P4+P5)+(P6+P7)), the group sums added in order, then
+// the last nb % 8 blocks added one by one. Why: a plain running sum is one add-latency chain per
+// block, which bounded the SIMD decode kernels; a group's tree is computed off that chain (8 lanes
+// of one vector in vec_dot, 8 blocks of a pair-lane vector in gemm).
+inline float tree8(const float* p) { return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])); }
+
 // Q5_0 / Q5_1: the 32 fifth bits, little-endian (bit j = element j).
 inline uint32_t load_qh(const uint8_t qh[4]) {
     uint32_t v;

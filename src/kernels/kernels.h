@@ -5,7 +5,11 @@
 // scalar.cpp is the complete reference; every other table is tested against it
 // (tests/cpp/test_kernels.cpp): for quantized weights vec_dot, gemm and the partner from_float
 // must give the scalar table's exact bits (integer block dots, then the scalar's per-block float
-// formula in block order); float weights agree within (n + 4) * FLT_EPSILON * sum|x_i * y_i|.
+// formula, blocks summed in the order kutil::tree8 states); float weights agree within
+// (n + 4) * FLT_EPSILON * sum|x_i * y_i|.
+// Activation rows passed to vec_dot/gemm are what the partner's from_float produces: Q8_0 quants
+// lie in [-127, 127] (the x86 q8_0 x q8_0 dot uses |x| * sign(y, x), exact only without -128 in y);
+// weight rows may hold any bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>

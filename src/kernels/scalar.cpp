@@ -1,7 +1,8 @@
 // The scalar kernel table: the complete reference every SIMD table is tested against. Each weight
 // type T is dotted with its activation partner (vec_dot_type): Q8_0 for the 32-element block
 // types, Q8_K for the K-quants, F32 for F32/F16/BF16. Each block is unpacked to its integer quants,
-// the integer dot is exact (int32), and only the per-block scale combination is float.
+// the integer dot is exact (int32), and only the per-block scale combination is float; the
+// 32-element types add their block products in the order kutil::tree8 states.
 // Portable C++ only; no intrinsics. Speed is not a goal here, clarity and exactness are.
 #include <cstring>
 
@@ -69,33 +70,43 @@ inline int32_t isum32(const int8_t* a) {
     return s;
 }
 
-// Symmetric types (q4_0, q5_0, q8_0): sum_b (dx_b * dy_b) * sum_j qx_j * qy_j
+// Symmetric types (q4_0, q5_0, q8_0): P_b = (dx_b * dy_b) * sum_j qx_j * qy_j
 template <typename Block>
-void vec_dot_sym_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
-    const Block* x = (const Block*)vx;
-    const block_q8_0* y = (const block_q8_0*)vy;
-    float sumf = 0.0f;
+inline float block_product_sym(const Block& x, const block_q8_0& y) {
     int8_t q[32];
-    for (int64_t b = 0; b < n / 32; ++b) {
-        unpack(x[b], q);
-        sumf += (float)idot32(q, y[b].qs) * (h2f(x[b].d) * h2f(y[b].d));
-    }
-    *s = sumf;
+    unpack(x, q);
+    return (float)idot32(q, y.qs) * (h2f(x.d) * h2f(y.d));
+}
+// Affine types (q4_1, q5_1): P_b = (dx*dy) * sum_j qx_j*qy_j + (mx*dy) * sum_j qy_j
+template <typename Block>
+inline float block_product_affine(const Block& x, const block_q8_0& y) {
+    int8_t q[32];
+    unpack(x, q);
+    const float dy = h2f(y.d);
+    return (float)idot32(q, y.qs) * (h2f(x.d) * dy) + (float)isum32(y.qs) * (h2f(x.m) * dy);
 }
 
-// Affine types (q4_1, q5_1): sum_b (dx*dy) * sum_j qx_j*qy_j + (mx*dy) * sum_j qy_j
-template <typename Block>
-void vec_dot_affine_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
+// sum of P_b in the order kutil::tree8 states: groups of 8 as a tree, then the tail one by one
+template <typename Block, float (*P)(const Block&, const block_q8_0&)>
+void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
     const Block* x = (const Block*)vx;
     const block_q8_0* y = (const block_q8_0*)vy;
-    float sumf = 0.0f;
-    int8_t q[32];
-    for (int64_t b = 0; b < n / 32; ++b) {
-        unpack(x[b], q);
-        const float dy = h2f(y[b].d);
-        sumf += (float)idot32(q, y[b].qs) * (h2f(x[b].d) * dy) + (float)isum32(y[b].qs) * (h2f(x[b].m) * dy);
+    const int64_t nb = n / 32, nb8 = nb / 8 * 8;
+    float sumf = 0.0f, p[8];
+    for (int64_t b = 0; b < nb8; b += 8) {
+        for (int k = 0; k < 8; ++k) p[k] = P(x[b + k], y[b + k]);
+        sumf += kutil::tree8(p);
     }
+    for (int64_t b = nb8; b < nb; ++b) sumf += P(x[b], y[b]);
     *s = sumf;
+}
+template <typename Block>
+void vec_dot_sym_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
+    vec_dot_32<Block, block_product_sym<Block>>(n, s, vx, vy);
+}
+template <typename Block>
+void vec_dot_affine_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
+    vec_dot_32<Block, block_product_affine<Block>>(n, s, vx, vy);
 }
 
 // ---- K-quants (super-blocks of 256) against Q8_K --------------------------------------------

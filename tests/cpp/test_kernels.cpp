@@ -7,7 +7,8 @@
 // Agreement required (bound = sum_i |x_i * y_i| in float64 over the dequantized rows,
 // eps = FLT_EPSILON):
 //  - integer paths (quantized weights), every table vs scalar: bit-exact. The per-block integer
-//    dot is exact and every table combines the block scales with the scalar formula, in order.
+//    dot is exact and every table combines the block scales with the scalar formula, summing
+//    the blocks in the reference's order (kutil::tree8 for the 32-element types).
 //  - float paths (f32/f16/bf16 weights): any-order f32 summation of n products:
 //    |s - s_ref| <= (n + 4) * eps * bound.
 //  - scalar vs float64 of the dequantized rows: the float paths as above; the integer paths

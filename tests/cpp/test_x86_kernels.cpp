@@ -37,8 +37,10 @@ uint16_t rand_half(float lo, float hi) {
 }
 
 // A row of random bytes with the fp16 / f32 scale fields replaced by finite values, so every
-// quant bit pattern (q8 -128, all nibbles, all scale bits) is exercised.
-std::vector<uint8_t> rand_row(DType t, int64_t n) {
+// quant bit pattern (q8 -128, all nibbles, all scale bits) is exercised. As an activation row
+// (partner = true) Q8_0 quants keep to from_float's range [-127, 127] (kernels.h: the x86 q8_0
+// dot relies on it); Q8_K activations may hold -128 (its from_float produces it).
+std::vector<uint8_t> rand_row(DType t, int64_t n, bool partner = false) {
     const size_t rs = row_size(t, n);
     std::vector<uint8_t> v(rs);
     for (auto& b : v) b = (uint8_t)rng();
@@ -48,7 +50,13 @@ std::vector<uint8_t> rand_row(DType t, int64_t n) {
         switch (t) {
             case DType::Q4_0: ((block_q4_0*)p)->d = rand_half(1e-3f, 1.0f); break;
             case DType::Q5_0: ((block_q5_0*)p)->d = rand_half(1e-3f, 1.0f); break;
-            case DType::Q8_0: ((block_q8_0*)p)->d = rand_half(1e-3f, 1.0f); break;
+            case DType::Q8_0: {
+                block_q8_0* b = (block_q8_0*)p;
+                b->d = rand_half(1e-3f, 1.0f);
+                if (partner)
+                    for (auto& q : b->qs) q = q == -128 ? -127 : q;
+                break;
+            }
             case DType::Q4_1: ((block_q4_1*)p)->d = rand_half(1e-3f, 1.0f); ((block_q4_1*)p)->m = rand_half(0, 2); break;
             case DType::Q5_1: ((block_q5_1*)p)->d = rand_half(1e-3f, 1.0f); ((block_q5_1*)p)->m = rand_half(0, 2); break;
             case DType::Q2_K: ((block_q2_K*)p)->d = rand_half(1e-3f, 1.0f); ((block_q2_K*)p)->dmin = rand_half(0, 1); break;
@@ -109,7 +117,7 @@ void test_weights(const KernelTable& tab) {
                 }
                 for (int c = 0; c < nry; ++c) {
                     if (mode == 0) ref.type[(int)p].from_float(rand_floats(n, 1.0f).data(), &Y[c * by], n);
-                    else { auto v = rand_row(p, n); std::memcpy(&Y[c * by], v.data(), v.size()); }
+                    else { auto v = rand_row(p, n, true); std::memcpy(&Y[c * by], v.data(), v.size()); }
                 }
                 std::vector<float> S((size_t)nrx * nry), R((size_t)nrx * nry);
                 for (int c = 0; c < nry; ++c)

@@ -21,15 +21,14 @@ inline __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off) {  // sum (u -
     return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(off, s)),
                              _mm256_set1_epi16(1));
 }
-// s8 x s8 for any bytes (q8_0 weights): widen to int16 and madd
+// s8 x s8 (q8_0 weights): sign trick, |x| (u8) times y with x's sign, summed by maddubs pairs.
+// Exact when y != -128 (pairs stay <= 2*128*127 < 32767): activation partners come from
+// from_float, which clamps Q8_0 quants to [-127, 127] (kernels.h states the contract).
 inline __m256i s8_prep_x(__m256i x) { return x; }
 inline __m256i s8_ycorr(__m256i) { return _mm256_setzero_si256(); }
 inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
-    const __m256i lo = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(x)),
-                                         _mm256_cvtepi8_epi16(_mm256_castsi256_si128(y)));
-    const __m256i hi = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(x, 1)),
-                                         _mm256_cvtepi8_epi16(_mm256_extracti128_si256(y, 1)));
-    return _mm256_add_epi32(lo, hi);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
+                             _mm256_set1_epi16(1));
 }
 // gemm tiles (16 ymm registers): 2x4 keeps 8 pair lanes in one vector
 constexpr int kTile32X = 2, kTile32Y = 4;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 
 #include "kernels/kernels.h"
 #include "quant/blocks.h"
@@ -50,6 +51,20 @@ inline __m256i reduce8_i32(const __m256i* v) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+
+// Decode streams each weight row once from DRAM; the hardware prefetcher alone leaves the loads
+// waiting (measured: compute and memory time add up instead of overlapping). Touch the lines
+// kPrefetchBytes ahead of the bytes about to be used (past a row's end: the next row, which is
+// the next thing read; a prefetch never faults).
+inline int prefetch_distance() {
+    static const int d = getenv("GGMLPY_PF") ? atoi(getenv("GGMLPY_PF")) : 2048;
+    return d;
+}
+inline void prefetch_ahead(const void* p, size_t bytes) {
+    const int d = prefetch_distance();
+    if (!d) return;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char*)p + d + o, _MM_HINT_T0);
+}
 
 // 16 packed bytes -> 32 nibbles: lanes 0..15 = low nibbles, 16..31 = high nibbles (element order
 // of every 32-block type)
@@ -163,9 +178,18 @@ inline __m256 load_h8(const uint8_t* p, size_t st) {
     return _mm256_cvtph_ps(v);
 }
 
-// scalar.cpp: sumf += (float)idot * (dx*dy)   [+ (float)isum(y) * (mx*dy) for Affine]
-// Here 8 blocks at a time: 8 exact dots reduced to one i32 vector (lane = block), the scale
-// products as vectors, then the 8 sequential adds of the reference.
+// kutil::tree8 of 8 floats held in one vector (lane k = block k): ((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7)).
+// hadd adds adjacent lanes (a+b == b+a bit for bit), so two hadds give each 128-bit half's tree.
+inline float tree8_ps(__m256 p) {
+    const __m256 h = _mm256_hadd_ps(p, p);   // [p0+p1, p2+p3, ., . | p4+p5, p6+p7, ., .]
+    const __m256 q = _mm256_hadd_ps(h, h);   // [(p0+p1)+(p2+p3), ... | (p4+p5)+(p6+p7), ...]
+    return _mm_cvtss_f32(_mm256_castps256_ps128(q)) + _mm_cvtss_f32(_mm256_extractf128_ps(q, 1));
+}
+
+// Block products as scalar.cpp (P_b = (float)idot * (dx*dy) [+ (float)isum(y) * (mx*dy) for
+// Affine]), summed in kutil::tree8 order. 8 blocks per step: 8 exact dots reduced to one i32
+// vector (lane = block), the scale products as vectors, the group's tree off the running sum's
+// add chain (that chain, one add per block, was what bounded the kernel before).
 template <typename T>
 void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
     using B = typename T::B;
@@ -176,6 +200,7 @@ void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         __m256i dots[8], sy[8];
+        prefetch_ahead(x + b, 8 * sizeof(B));
 #pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
             const __m256i yq = load256(y[b + k].qs);
@@ -189,9 +214,7 @@ void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
             const __m256 vmx = load_h8((const uint8_t*)&x[b].m, sizeof(B));
             P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(sy)), _mm256_mul_ps(vmx, vdy)));
         }
-        alignas(32) float p[8];
-        _mm256_store_ps(p, P);
-        for (int k = 0; k < 8; ++k) sumf += p[k];
+        sumf += tree8_ps(P);
     }
     for (; b < nb; ++b) {
         const __m256i yq = load256(y[b].qs);
@@ -227,8 +250,9 @@ template <int CNT> inline __m256 load_h_rows(const char* p, size_t stride) {
     return _mm256_cvtph_ps(_mm_load_si128((const __m128i*)h));
 }
 
-// Tile of RX weight rows x RY activation rows. Lane p = r*RY + c of acc holds pair (r, c), so the
-// per-pair float sum runs block by block exactly as in the reference, 8 pairs per vector.
+// Tile of RX weight rows x RY activation rows. Lane p = r*RY + c of a vector holds pair (r, c):
+// the block products of 8 pairs at once, summed per pair in kutil::tree8 order (the tree over a
+// group's 8 blocks is 7 vector adds), exactly as the reference.
 template <typename T>
 struct Gemm32 {
     template <int RX, int RY>
@@ -237,9 +261,8 @@ struct Gemm32 {
         constexpr int NP = RX * RY, NG = (NP + 7) / 8;
         const LaneMap<RX, RY> lm;
         const int64_t nb = n / 32;
-        __m256 acc[NG];
-        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b) {
+        // P[g]: lane p = the block product of pair p for block b
+        const auto product = [&](int64_t b, __m256* P) __attribute__((always_inline)) {
             const B* xb = (const B*)x + b;
             const block_q8_0* yb = (const block_q8_0*)y + b;
             Y32 yy[RY];
@@ -280,12 +303,34 @@ struct Gemm32 {
             for (int g = 0; g < NG; ++g) {
                 const __m256 dy = _mm256_permutevar8x32_ps(vy, lm.ic[g]);
                 const __m256 sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(vx, lm.ir[g]), dy);
-                __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[g]), sc);
+                P[g] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[g]), sc);
                 if constexpr (T::kind == Kind32::Affine)
-                    P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_permutevar8x32_ps(vsy, lm.ic[g]),
-                                                       _mm256_mul_ps(_mm256_permutevar8x32_ps(vm, lm.ir[g]), dy)));
-                acc[g] = _mm256_add_ps(acc[g], P);
+                    P[g] = _mm256_add_ps(P[g], _mm256_mul_ps(_mm256_permutevar8x32_ps(vsy, lm.ic[g]),
+                                                             _mm256_mul_ps(_mm256_permutevar8x32_ps(vm, lm.ir[g]), dy)));
             }
+        };
+        // a += b lane-wise, for the NG vectors of a tile
+        const auto add = [](__m256* a, const __m256* b) __attribute__((always_inline)) {
+            for (int g = 0; g < NG; ++g) a[g] = _mm256_add_ps(a[g], b[g]);
+        };
+        __m256 acc[NG];
+        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256 lo[NG], hi[NG], t[NG], P[NG];
+            product(b + 0, lo), product(b + 1, P), add(lo, P);  // P0+P1
+            product(b + 2, t), product(b + 3, P), add(t, P);    // P2+P3
+            add(lo, t);                                         // (P0+P1)+(P2+P3)
+            product(b + 4, hi), product(b + 5, P), add(hi, P);  // P4+P5
+            product(b + 6, t), product(b + 7, P), add(t, P);    // P6+P7
+            add(hi, t);                                         // (P4+P5)+(P6+P7)
+            add(lo, hi);
+            add(acc, lo);
+        }
+        for (; b < nb; ++b) {
+            __m256 P[NG];
+            product(b, P);
+            add(acc, P);
         }
         alignas(32) float out[NG * 8];
         for (int g = 0; g < NG; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
@@ -440,6 +485,7 @@ void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
     float sumf = 0.0f;
     for (int64_t b = 0; b < n / QK_K; ++b) {
         KSc sc;
+        prefetch_ahead(x + b, sizeof(x[b]));
         T::scales(x[b], sc);
         __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
