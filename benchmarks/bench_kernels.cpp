@@ -6,7 +6,7 @@
 // types, 256, 5). Every figure is the median over `rounds`; each round measures the read
 // bandwidth right before and after its decode pass (the machine is shared: a percentage only
 // means something against bandwidth measured under the same load).
-// GGMLPY_PF=bytes sets the decode prefetch distance (0 = none); BENCH_NOGEMM=1 runs the prefill
+// BENCH_NOGEMM=1 runs the prefill
 // shape with one vec_dot per pair instead of the gemm tiles.
 #include <immintrin.h>
 
