@@ -51,8 +51,7 @@ inline __m256i reduce8_i32(const __m256i* v) {
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
 // A load the compiler must keep in a register: GCC otherwise folds it into every instruction that
-// uses the value, reading the same 32 bytes once per use (loads, not ALU ops, bound the 32-block
-// kernels on the machines measured).
+// uses the value and reads the same 32 bytes once per use (twice per block in the Sym dot).
 inline __m256i load256_reg(const void* p) {
     __m256i v = load256(p);
     __asm__("" : "+x"(v));
