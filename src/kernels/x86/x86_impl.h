@@ -352,11 +352,28 @@ struct KSc {
     float d, dm;
 };
 
-// int16 scales of chunk k: lanes 0..7 sub-block 2k, lanes 8..15 sub-block 2k+1
+// int16 scales of chunk k from the 16 int8 scales: lanes 0..7 sub-block 2k, lanes 8..15 sub-block
+// 2k+1 (the gemm tiles use this form: no extra live registers per weight row)
 inline __m256i scale_chunk(__m128i sc8, int k) {
     const __m128i m = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
                                    _mm_set1_epi8((char)(2 * k)));
     return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, m));
+}
+// The 16 int16 scales as two vectors (scales 0..7 / 8..15, repeated in both 128-bit lanes), so
+// each chunk's scales are one in-lane byte shuffle instead of a shuffle plus a widening (vec_dot).
+struct KScales16 {
+    __m256i lo, hi;
+};
+inline KScales16 widen_scales(__m128i sc8) {
+    return {_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8)),
+            _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_unpackhi_epi64(sc8, sc8)))};
+}
+// int16 scales of chunk k: lanes 0..7 sub-block 2k, lanes 8..15 sub-block 2k+1
+inline __m256i scale_chunk16(const KScales16& s, int k) {
+    const char a = (char)(4 * k & 15), c = (char)((4 * k + 2) & 15);  // byte offsets of words 2k, 2k+1 (mod 8)
+    const __m256i m = _mm256_setr_epi8(a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1,
+                                       c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1);
+    return _mm256_shuffle_epi8(k < 4 ? s.lo : s.hi, m);
 }
 inline __m256i low_bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((char)mask));
@@ -490,10 +507,11 @@ void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
         prefetch_ahead(x + b, sizeof(x[b]));
         T::scales(x[b], sc);
         __m256i acc = _mm256_setzero_si256();
+        const KScales16 s16 = widen_scales(sc.sc8);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
-            const __m256i yq = load256(y[b].qs + 32 * k);
-            acc = kchunk<T::off>(acc, T::chunk(x[b], k), yq, yoff_chunk<T::off>(yq), scale_chunk(sc.sc8, k));
+            const __m256i yq = load256_reg(y[b].qs + 32 * k);
+            acc = kchunk<T::off>(acc, T::chunk(x[b], k), yq, yoff_chunk<T::off>(yq), scale_chunk16(s16, k));
         }
         int32_t msum = 0;
         if constexpr (T::off == 0) msum = hsum_i32(_mm256_madd_epi16(sc.mins, load256(y[b].bsums)));
