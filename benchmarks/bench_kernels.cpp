@@ -108,11 +108,17 @@ double bench_decode(const KernelTable& kt, const Mat& w, int nth) {
     size_t yrs;
     const auto y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
     std::vector<float> out(w.rows);
+    // as mul_mat decodes: with the activation row's prepared per-block data where the table has it
+    std::vector<uint8_t> prep(tk.vec_dot_prep ? q8_0_prep_size(w.k) : 0);
+    if (tk.vec_dot_prep) q8_0_prep(y.data(), prep.data(), w.k);
     double best = 1e30;
     for (int rep = 0; rep < 6; ++rep) {
         const double t = run_threads(nth, [&](int ti) {
             const int64_t r0 = w.rows * ti / nth, r1 = w.rows * (ti + 1) / nth;
-            for (int64_t r = r0; r < r1; ++r) tk.vec_dot(w.k, &out[r], &w.data[r * w.rs], y.data());
+            if (tk.vec_dot_prep)
+                for (int64_t r = r0; r < r1; ++r) tk.vec_dot_prep(w.k, &out[r], &w.data[r * w.rs], y.data(), prep.data());
+            else
+                for (int64_t r = r0; r < r1; ++r) tk.vec_dot(w.k, &out[r], &w.data[r * w.rs], y.data());
         });
         best = std::min(best, t);
     }

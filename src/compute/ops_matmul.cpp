@@ -3,7 +3,8 @@
 // shared scratch (rows split over threads, then a barrier), then weight rows are split over
 // threads in chunks taken from an atomic counter (so 2 threads balance under load). Prefill uses
 // the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows); decode
-// (one activation row) uses vec_dot per weight row.
+// (one activation row) uses vec_dot per weight row, or vec_dot_prep with the activation row's
+// per-block data derived once (kernels.h) where the table has it.
 #include <algorithm>
 #include <cstring>
 
@@ -21,6 +22,9 @@ struct MatmulPlan {
     bool direct;        // b's rows are used in place (f32 partner and dense rows)
     size_t y_row;       // bytes per converted activation row
     size_t temp_off;    // per-thread gather rows (strided b, non-f32 partner), from wdata
+    bool prep;          // decode with vec_dot_prep: per activation row q8_0_prep data at prep_off
+    size_t prep_row;    // bytes of prep data per activation row
+    size_t prep_off;
 };
 
 MatmulPlan plan_of(const Tensor* t) {
@@ -32,6 +36,11 @@ MatmulPlan plan_of(const Tensor* t) {
     m.direct = m.vdt == DType::F32 && b->nb[0] == sizeof(float);
     m.y_row = row_size(m.vdt, b->ne[0]);
     m.temp_off = (m.y_row * (size_t)b->nrows() + 63) / 64 * 64;
+    // one activation row per weight pass (decode): derive its per-block data once (see kernels.h)
+    m.prep = m.tk->vec_dot_prep && m.vdt == DType::Q8_0 && !(m.tk->gemm && b->ne[1] > 1);
+    m.prep_row = m.prep ? (q8_0_prep_size(b->ne[0]) + 63) / 64 * 64 : 0;
+    m.prep_off = m.temp_off;  // the gather rows follow the prep rows
+    m.temp_off += m.prep_row * (size_t)b->nrows();
     return m;
 }
 
@@ -69,6 +78,7 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                 row = tmp;
             }
             kernels().type[(int)m.vdt].from_float(row, p.wdata + (size_t)r * m.y_row, K);
+            if (m.prep) q8_0_prep(p.wdata + (size_t)r * m.y_row, p.wdata + m.prep_off + (size_t)r * m.prep_row, K);
         }
         p.barrier();
     }
@@ -117,7 +127,12 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
             for (int64_t n = 0; n < N; ++n) {
                 const char* y = yrow(n, i2, i3);
                 float* s = reinterpret_cast<float*>(dbase + n * t->nb[1]);
-                for (int64_t mm = m0; mm < m1; ++mm) m.tk->vec_dot(K, s + mm, abase + mm * a->nb[1], y);
+                if (m.prep) {
+                    const char* pr = p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n) * m.prep_row;
+                    for (int64_t mm = m0; mm < m1; ++mm) m.tk->vec_dot_prep(K, s + mm, abase + mm * a->nb[1], y, pr);
+                } else {
+                    for (int64_t mm = m0; mm < m1; ++mm) m.tk->vec_dot(K, s + mm, abase + mm * a->nb[1], y);
+                }
             }
         }
     }

@@ -30,6 +30,14 @@ using VecDotFn = void (*)(int64_t n, float* s, const void* x, const void* y);
 using GemmFn = void (*)(int64_t n, float* s, size_t bs, const void* x, size_t bx, int nrx,
                         const void* y, size_t by, int nry);
 
+// Decode of the 32-element types redoes, for every weight row, work that depends on the activation
+// row alone (its block scales as f32, its block sums). q8_0_prep does it once per activation row;
+// vec_dot_prep then gives vec_dot's exact bits from (x, y, prep). Layout of prep for n elements
+// (nb = n / 32 blocks): float dy[nb] (each block's fp16 scale), then int32 sy[nb] (sum of its quants).
+using VecDotPrepFn = void (*)(int64_t n, float* s, const void* x, const void* y, const void* prep);
+size_t q8_0_prep_size(int64_t n);
+void q8_0_prep(const void* y, void* prep, int64_t n);
+
 struct TypeKernels {
     DType vec_dot_type = DType::F32;  // partner type of the activations (Q8_0, Q8_K, F32, ...)
     VecDotFn vec_dot = nullptr;       // nullptr: type not supported as a matmul weight
@@ -37,6 +45,7 @@ struct TypeKernels {
     int gemm_rows_x = 1;              // tile sizes the gemm is fastest with (max nrx, nry)
     int gemm_rows_y = 1;
     FromFloatFn from_float = nullptr; // quantize f32 -> this type (used when T is a partner type)
+    VecDotPrepFn vec_dot_prep = nullptr;  // optional (Q8_0 partner only): vec_dot with q8_0_prep data
 };
 
 struct KernelTable {

@@ -339,6 +339,19 @@ KernelTable make_scalar() {
 
 }  // namespace
 
+size_t q8_0_prep_size(int64_t n) { return (size_t)(n / 32) * (sizeof(float) + sizeof(int32_t)); }
+
+void q8_0_prep(const void* vy, void* prep, int64_t n) {
+    const block_q8_0* y = (const block_q8_0*)vy;
+    const int64_t nb = n / 32;
+    float* dy = (float*)prep;
+    int32_t* sy = (int32_t*)(dy + nb);
+    for (int64_t b = 0; b < nb; ++b) {
+        dy[b] = h2f(y[b].d);
+        sy[b] = isum32(y[b].qs);
+    }
+}
+
 const KernelTable& scalar_kernels() {
     static const KernelTable t = make_scalar();
     return t;

@@ -147,7 +147,7 @@ void test_scalar_vs_float64() {
     }
 }
 
-// 2) every table: vec_dot and gemm vs the scalar table on the same bytes
+// 2) every table: vec_dot, vec_dot_prep and gemm vs the scalar table on the same bytes
 void test_table(const std::string& name) {
     const KernelTable& ref = scalar_kernels();
     const KernelTable* tab = find_kernels(name);
@@ -185,6 +185,15 @@ void test_table(const std::string& name) {
                     k.vec_dot(n, &s, &X[r * bx], &Y[c * by]);
                     check_close("vec_dot", name, t, n, s, sref[c * nrx + r],
                                 tolerance(t, n, abs_dot(xd[r], yd[c])));
+                    if (k.vec_dot_prep) {  // decode with prepared activations: vec_dot's bits
+                        CHECK(p == DType::Q8_0);
+                        std::vector<uint8_t> prep(q8_0_prep_size(n));
+                        q8_0_prep(&Y[c * by], prep.data(), n);
+                        s = NAN;
+                        k.vec_dot_prep(n, &s, &X[r * bx], &Y[c * by], prep.data());
+                        check_close("vec_dot_prep", name, t, n, s, sref[c * nrx + r],
+                                    tolerance(t, n, abs_dot(xd[r], yd[c])));
+                    }
                 }
             if (!k.gemm) continue;
             // every tile shape up to the table's maximum, output stride bs > nrx, NaN sentinels

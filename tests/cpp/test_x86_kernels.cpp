@@ -125,8 +125,15 @@ void test_weights(const KernelTable& tab) {
                         rk.vec_dot(n, &R[c * nrx + r], &X[r * bx], &Y[c * by]);
                         float s;
                         k.vec_dot(n, &s, &X[r * bx], &Y[c * by]);
-                        if (quantized) expect_same("vec_dot", tab.name, t, n, s, R[c * nrx + r]);
-                        else {
+                        if (quantized) {
+                            expect_same("vec_dot", tab.name, t, n, s, R[c * nrx + r]);
+                            if (k.vec_dot_prep) {  // prepared activations, also on raw random rows
+                                std::vector<uint8_t> prep(q8_0_prep_size(n));
+                                q8_0_prep(&Y[c * by], prep.data(), n);
+                                k.vec_dot_prep(n, &s, &X[r * bx], &Y[c * by], prep.data());
+                                expect_same("vec_dot_prep", tab.name, t, n, s, R[c * nrx + r]);
+                            }
+                        } else {
                             double bound = 0;
                             std::vector<float> xd(n);
                             dequantize_row(t, &X[r * bx], xd.data(), n);

@@ -129,6 +129,32 @@ def test_mul_mat_every_quantized_type(nth, N, qtype):
     assert (np.abs(y - ref) <= bound).all(), float((np.abs(y - ref) / bound).max())
 
 
+@pytest.mark.parametrize("nth", THREADS)
+@pytest.mark.parametrize("qtype", ALL_QTYPES)
+def test_mul_mat_decode_equals_prefill_bits(nth, qtype):
+    """Decode (one activation row: vec_dot, or vec_dot_prep with the row's prepared block data)
+    and prefill (several rows: gemm tiles) follow one summation order, so each activation row's
+    outputs are the same bits either way; also per batch of a 3-d activation (prep offsets)."""
+    K = 768 if qtype.endswith("K") else 320  # 3 super-blocks; 10 blocks = a tree8 group + 2
+    M, N, B = 37, 5, 2
+    raw = np.asarray(_core.quantize(rand(M, K), qtype))
+    x = rand(B, N, K)
+    g = ops.Graph()
+    W = g.input(raw, type=qtype.lower(), ne=[K, M])
+    full, = run(g, [g.mul_mat(W, g.input(x))], nth)
+    full = np.asarray(full).reshape(B, N, M)
+    for b in range(B):
+        for n in (0, N - 1):
+            g1 = ops.Graph()
+            one, = run(g1, [g1.mul_mat(g1.input(raw, type=qtype.lower(), ne=[K, M]), g1.input(x[b, n:n + 1]))], nth)
+            assert np.array_equal(np.asarray(one).reshape(M).view(np.uint32), full[b, n].view(np.uint32))
+    # decode of a batch (N = 1 per batch): the prepared rows are indexed per batch
+    x1 = np.ascontiguousarray(x[:, :1, :])
+    g2 = ops.Graph()
+    dec, = run(g2, [g2.mul_mat(g2.input(raw, type=qtype.lower(), ne=[K, M]), g2.input(x1))], nth)
+    assert np.array_equal(np.asarray(dec).reshape(B, M).view(np.uint32), full[:, 0].view(np.uint32))
+
+
 # ---- get_rows ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("nth", THREADS)

@@ -229,6 +229,50 @@ void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
     *s = sumf;
 }
 
+// vec_dot_32 with the activation row's q8_0_prep data (Sym and Affine kinds): the activation
+// scales come as f32 (one load per 8 blocks) and the block sums as int32, so a block costs the
+// weight unpack and one u8 x s8 dot. Sym: idot = q.y - off*sum(y) (exact); Affine: q.y and sum(y).
+// Same products, same tree8 order: the exact bits of vec_dot.
+template <typename T>
+void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const void* prep) {
+    static_assert(T::kind != Kind32::S8, "q8_0 weights have no use for the block sums");
+    using B = typename T::B;
+    const B* x = (const B*)vx;
+    const block_q8_0* y = (const block_q8_0*)vy;
+    const int64_t nb = n / 32;
+    const float* dy = (const float*)prep;
+    const int32_t* sy = (const int32_t*)(dy + nb);
+    float sumf = 0.0f;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        __m256i dots[8];
+        prefetch_ahead(x + b, 8 * sizeof(B));
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) dots[k] = mul_sum_us8(T::q(x[b + k]), load256(y[b + k].qs));
+        const __m256 vdy = _mm256_loadu_ps(dy + b);
+        const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy + b));
+        const __m256 vdx = load_h8((const uint8_t*)&x[b].d, sizeof(B));
+        __m256 P;
+        if constexpr (T::kind == Kind32::Sym) {
+            const __m256i idot = _mm256_sub_epi32(reduce8_i32(dots), _mm256_slli_epi32(vsy, T::off_shift));
+            P = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
+        } else {
+            const __m256 vmx = load_h8((const uint8_t*)&x[b].m, sizeof(B));
+            P = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(dots)), _mm256_mul_ps(vdx, vdy)),
+                              _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
+        }
+        sumf += tree8_ps(P);
+    }
+    for (; b < nb; ++b) {
+        int32_t idot = hsum_i32(mul_sum_us8(T::q(x[b]), load256(y[b].qs)));
+        if constexpr (T::kind == Kind32::Sym) idot -= sy[b] << T::off_shift;
+        float P = (float)idot * (h2f(x[b].d) * dy[b]);
+        if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[b] * (mval<T>(x[b]) * dy[b]);
+        sumf += P;
+    }
+    *s = sumf;
+}
+
 // Lane maps of a tile: lane p = r*RY + c holds pair (r, c); ir[p] = r, ic[p] = c (0 past NP).
 template <int RX, int RY> struct LaneMap {
     static constexpr int NP = RX * RY, NG = (NP + 7) / 8;
@@ -729,6 +773,14 @@ inline void fill_x86_table(KernelTable& t) {
     set_entry<vec_dot_fw<WF16>, gemm_driver<GemmF<WF16>, FX, FY>>(t, DType::F16, DType::F32, FX, FY);
     set_entry<vec_dot_fw<WBF16>, gemm_driver<GemmF<WBF16>, FX, FY>>(t, DType::BF16, DType::F32, FX, FY);
 
+    // decode with prepared activations, where the partner is Q8_0 (the prep layout's type)
+    const auto set_prep = [&t](DType w, VecDotPrepFn f) {
+        if (t.type[(int)w].vec_dot_type == DType::Q8_0) t.type[(int)w].vec_dot_prep = f;
+    };
+    set_prep(DType::Q4_0, vec_dot_32_prep<TQ4_0>);
+    set_prep(DType::Q4_1, vec_dot_32_prep<TQ4_1>);
+    set_prep(DType::Q5_0, vec_dot_32_prep<TQ5_0>);
+    set_prep(DType::Q5_1, vec_dot_32_prep<TQ5_1>);
     t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;
