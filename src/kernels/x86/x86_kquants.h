@@ -1,0 +1,237 @@
+// x86 K-quant kernels (part of x86_impl.h, included by it inside ggmlpy::{anonymous}, after the
+// small helpers): Q2_K..Q6_K weights against Q8_K activations, vec_dot and gemm tiles, 256-bit,
+// with the including TU's integer primitives. Exact: the scalar table's integer super-block sums
+// and its float combination per super-block, in block order. Not a standalone header.
+#pragma once
+// ---- K-quants (super-blocks of 256) against Q8_K ----------------------------------------------
+// A weight super-block is read as 8 chunks of 32 unsigned quants (chunk k = elements 32k..32k+31,
+// T::chunk), plus KSc: 16 int8 scales (one per 16 elements; Q4_K/Q5_K repeat each per-32 scale),
+// and either 16 int16 mins (Q2_K/Q4_K/Q5_K: dot subtracts dm * sum(m * bsums)) or an offset
+// T::off (Q3_K: 4, Q6_K: 32; q_signed = q - off, subtracted in int16 inside the dot).
+struct KSc {
+    __m128i sc8;
+    __m256i mins;
+    float d, dm;
+};
+
+// int16 scales of chunk k from the 16 int8 scales: lanes 0..7 sub-block 2k, lanes 8..15 sub-block
+// 2k+1 (the gemm tiles use this form: no extra live registers per weight row)
+inline __m256i scale_chunk(__m128i sc8, int k) {
+    const __m128i m = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                   _mm_set1_epi8((char)(2 * k)));
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, m));
+}
+// The 16 int16 scales as two vectors (scales 0..7 / 8..15, repeated in both 128-bit lanes), so
+// each chunk's scales are one in-lane byte shuffle instead of a shuffle plus a widening (vec_dot).
+struct KScales16 {
+    __m256i lo, hi;
+};
+inline KScales16 widen_scales(__m128i sc8) {
+    return {_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8)),
+            _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_unpackhi_epi64(sc8, sc8)))};
+}
+// int16 scales of chunk k: lanes 0..7 sub-block 2k, lanes 8..15 sub-block 2k+1
+inline __m256i scale_chunk16(const KScales16& s, int k) {
+    const char a = (char)(4 * k & 15), c = (char)((4 * k + 2) & 15);  // byte offsets of words 2k, 2k+1 (mod 8)
+    const __m256i m = _mm256_setr_epi8(a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1,
+                                       c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1);
+    return _mm256_shuffle_epi8(k < 4 ? s.lo : s.hi, m);
+}
+inline __m256i low_bits(__m256i v, int shift, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((char)mask));
+}
+
+struct TQ2_K {
+    using B = block_q2_K;
+    static constexpr int off = 0;  // has mins
+    // e = 128h + 32j + l: (qs[32h + l] >> 2j) & 3
+    static __m256i chunk(const B& b, int k) { return low_bits(load256(b.qs + 32 * (k >> 2)), 2 * (k & 3), 3); }
+    static void scales(const B& b, KSc& o) {
+        const __m128i sc = _mm_loadu_si128((const __m128i*)b.scales);
+        o.sc8 = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
+        o.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F)));
+        o.d = h2f(b.d);
+        o.dm = h2f(b.dmin);
+    }
+};
+struct TQ3_K {
+    using B = block_q3_K;
+    static constexpr int off = 4;
+    // e = 128h + 32j + l: ((qs[32h + l] >> 2j) & 3) + 4 * (hmask[l] bit 4h+j)
+    static __m256i chunk(const B& b, int k) {
+        const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.hmask), k, 1), 2);
+        return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 2)), 2 * (k & 3), 3), hb);
+    }
+    static void scales(const B& b, KSc& o) {
+        // 16 signed 6-bit scales: low nibbles from bytes 0..7, high 2 bits from bytes 8..11
+        uint32_t a[3];
+        std::memcpy(a, b.scales, 12);
+        const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+        const uint32_t u0 = (a[0] & m4) | (((a[2] >> 0) & m2) << 4);
+        const uint32_t u1 = (a[1] & m4) | (((a[2] >> 2) & m2) << 4);
+        const uint32_t u2 = ((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4);
+        const uint32_t u3 = ((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4);
+        o.sc8 = _mm_sub_epi8(_mm_setr_epi32((int)u0, (int)u1, (int)u2, (int)u3), _mm_set1_epi8(32));
+        o.mins = _mm256_setzero_si256();
+        o.d = h2f(b.d);
+        o.dm = 0.0f;
+    }
+};
+// Q4_K / Q5_K: 8 6-bit scales and 8 6-bit mins in 12 bytes -> bytes [sc0..7, m0..7] (word ops),
+// then each repeated twice (per 16 elements)
+inline void q4k_scales(const uint8_t* s, KSc& o) {
+    uint32_t u[4];
+    std::memcpy(u, s, 12);
+    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);   // mins 4..7
+    const uint32_t m03 = u[1] & k1;                           // mins 0..3
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);           // scales 4..7
+    u[2] = m03;
+    u[0] &= k1;                                               // scales 0..3
+    const __m128i v = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+    o.sc8 = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+    o.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+}
+struct TQ4_K {
+    using B = block_q4_K;
+    static constexpr int off = 0;
+    // e = 64p + 32k + l: nibble k of qs[32p + l]
+    static __m256i chunk(const B& b, int k) { return low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F); }
+    static void scales(const B& b, KSc& o) {
+        q4k_scales(b.scales, o);
+        o.d = h2f(b.d);
+        o.dm = h2f(b.dmin);
+    }
+};
+struct TQ5_K {
+    using B = block_q5_K;
+    static constexpr int off = 0;
+    // as Q4_K plus 16 * (qh[l] bit k)
+    static __m256i chunk(const B& b, int k) {
+        const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.qh), k, 1), 4);
+        return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F), hb);
+    }
+    static void scales(const B& b, KSc& o) {
+        q4k_scales(b.scales, o);
+        o.d = h2f(b.d);
+        o.dm = h2f(b.dmin);
+    }
+};
+struct TQ6_K {
+    using B = block_q6_K;
+    static constexpr int off = 32;
+    // e = 128h + 32j + l: nibble (j >> 1) of ql[64h + 32(j & 1) + l] | ((qh[32h + l] >> 2j) & 3) << 4
+    static __m256i chunk(const B& b, int k) {
+        const int h = k >> 2, j = k & 3;
+        const __m256i lo = low_bits(load256(b.ql + 64 * h + 32 * (j & 1)), 4 * (j >> 1), 0x0F);
+        const __m256i hi = _mm256_slli_epi16(low_bits(load256(b.qh + 32 * h), 2 * j, 3), 4);
+        return _mm256_or_si256(lo, hi);
+    }
+    static void scales(const B& b, KSc& o) {
+        o.sc8 = _mm_loadu_si128((const __m128i*)b.scales);
+        o.mins = _mm256_setzero_si256();
+        o.d = h2f(b.d);
+        o.dm = 0.0f;
+    }
+};
+
+// One chunk of 32: i32 lanes += sum over its two sub-blocks of sc * sum((q - off) * y). maddubs
+// pairs stay below 2*63*128 (no saturation); q*y - off*y fits int16 for q < 64, off <= 32.
+template <int OFF>
+inline __m256i kchunk(__m256i acc, __m256i q, __m256i yq, __m256i yoff, __m256i sc16) {
+    __m256i t = _mm256_maddubs_epi16(q, yq);
+    if constexpr (OFF != 0) t = _mm256_sub_epi16(t, yoff);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(t, sc16));
+}
+template <int OFF> inline __m256i yoff_chunk(__m256i yq) {
+    if constexpr (OFF != 0) return _mm256_maddubs_epi16(_mm256_set1_epi8(OFF), yq);
+    else return _mm256_setzero_si256();
+}
+// scalar.cpp's float combination of one super-block (mins types / offset types)
+template <typename T> inline float kcombine(float d, float dm, float dy, int32_t isum, int32_t msum) {
+    if constexpr (T::off == 0) return dy * (d * (float)isum - dm * (float)msum);
+    else return (d * dy) * (float)isum;
+}
+template <typename T> inline __m256 kcombine_v(__m256 d, __m256 dm, __m256 dy, __m256i isum, __m256i msum) {
+    if constexpr (T::off == 0)
+        return _mm256_mul_ps(dy, _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)),
+                                               _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum))));
+    else return _mm256_mul_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum));
+}
+
+template <typename T>
+void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
+    const typename T::B* x = (const typename T::B*)vx;
+    const block_q8_K* y = (const block_q8_K*)vy;
+    float sumf = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        KSc sc;
+        prefetch_ahead(x + b, sizeof(x[b]));
+        T::scales(x[b], sc);
+        __m256i acc = _mm256_setzero_si256();
+        const KScales16 s16 = widen_scales(sc.sc8);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+            const __m256i yq = load256_reg(y[b].qs + 32 * k);
+            acc = kchunk<T::off>(acc, T::chunk(x[b], k), yq, yoff_chunk<T::off>(yq), scale_chunk16(s16, k));
+        }
+        int32_t msum = 0;
+        if constexpr (T::off == 0) msum = hsum_i32(_mm256_madd_epi16(sc.mins, load256(y[b].bsums)));
+        sumf += kcombine<T>(sc.d, sc.dm, y[b].d, hsum_i32(acc), msum);
+    }
+    *s = sumf;
+}
+
+// Tile of RX x RY pairs; lane p = r*RY + c; per super-block and pair the reference's float
+// combination, added to the pair's running sum in block order.
+template <typename T>
+struct GemmK {
+    template <int RX, int RY>
+    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        using B = typename T::B;
+        constexpr int NP = RX * RY, NG = (NP + 7) / 8;
+        __m256 acc[NG];
+        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < n / QK_K; ++b) {
+            const B* xb[RX];
+            const block_q8_K* yb[RY];
+            KSc sc[RX];
+            for (int c = 0; c < RY; ++c) yb[c] = (const block_q8_K*)(y + c * by) + b;
+            for (int r = 0; r < RX; ++r) {
+                xb[r] = (const B*)(x + r * bx) + b;
+                T::scales(*xb[r], sc[r]);
+            }
+            __m256i is[NG * 8], ms[NG * 8];
+            for (int p = 0; p < NG * 8; ++p) is[p] = ms[p] = _mm256_setzero_si256();
+            for (int k = 0; k < 8; ++k) {
+                __m256i yq[RY], yo[RY];
+                for (int c = 0; c < RY; ++c) {
+                    yq[c] = load256(yb[c]->qs + 32 * k);
+                    yo[c] = yoff_chunk<T::off>(yq[c]);
+                }
+                for (int r = 0; r < RX; ++r) {
+                    const __m256i xq = T::chunk(*xb[r], k), s16 = scale_chunk(sc[r].sc8, k);
+                    for (int c = 0; c < RY; ++c) is[r * RY + c] = kchunk<T::off>(is[r * RY + c], xq, yq[c], yo[c], s16);
+                }
+            }
+            alignas(32) float vd[NG * 8], vdm[NG * 8], vdy[NG * 8];
+            for (int p = 0; p < NG * 8; ++p) vd[p] = vdm[p] = vdy[p] = 0.0f;
+            for (int r = 0; r < RX; ++r)
+                for (int c = 0; c < RY; ++c) {
+                    const int p = r * RY + c;
+                    vd[p] = sc[r].d;
+                    vdm[p] = sc[r].dm;
+                    vdy[p] = yb[c]->d;
+                    if constexpr (T::off == 0) ms[p] = _mm256_madd_epi16(sc[r].mins, load256(yb[c]->bsums));
+                }
+            for (int g = 0; g < NG; ++g)
+                acc[g] = _mm256_add_ps(acc[g], kcombine_v<T>(_mm256_load_ps(vd + 8 * g), _mm256_load_ps(vdm + 8 * g),
+                                                             _mm256_load_ps(vdy + 8 * g), reduce8_i32(is + 8 * g),
+                                                             reduce8_i32(ms + 8 * g)));
+        }
+        alignas(32) float out[NG * 8];
+        for (int g = 0; g < NG; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
+        for (int r = 0; r < RX; ++r)
+            for (int c = 0; c < RY; ++c) s[c * bs + r] = out[r * RY + c];
+    }
+};
