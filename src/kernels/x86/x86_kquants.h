@@ -92,16 +92,18 @@ inline void q4k_scales(const uint8_t* s, KSc& o) {
     o.sc8 = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
     o.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
+// Q4_K and Q5_K share the scale layout and the d / dmin fields
+template <typename B> inline void q45k_scales(const B& b, KSc& o) {
+    q4k_scales(b.scales, o);
+    o.d = h2f(b.d);
+    o.dm = h2f(b.dmin);
+}
 struct TQ4_K {
     using B = block_q4_K;
     static constexpr int off = 0;
     // e = 64p + 32k + l: nibble k of qs[32p + l]
     static __m256i chunk(const B& b, int k) { return low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F); }
-    static void scales(const B& b, KSc& o) {
-        q4k_scales(b.scales, o);
-        o.d = h2f(b.d);
-        o.dm = h2f(b.dmin);
-    }
+    static void scales(const B& b, KSc& o) { q45k_scales(b, o); }
 };
 struct TQ5_K {
     using B = block_q5_K;
@@ -111,11 +113,7 @@ struct TQ5_K {
         const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.qh), k, 1), 4);
         return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F), hb);
     }
-    static void scales(const B& b, KSc& o) {
-        q4k_scales(b.scales, o);
-        o.d = h2f(b.d);
-        o.dm = h2f(b.dmin);
-    }
+    static void scales(const B& b, KSc& o) { q45k_scales(b, o); }
 };
 struct TQ6_K {
     using B = block_q6_K;
