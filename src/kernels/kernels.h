@@ -33,7 +33,10 @@ using GemmFn = void (*)(int64_t n, float* s, size_t bs, const void* x, size_t bx
 // Decode of the 32-element types redoes, for every weight row, work that depends on the activation
 // row alone (its block scales as f32, its block sums). q8_0_prep does it once per activation row;
 // vec_dot_prep then gives vec_dot's exact bits from (x, y, prep). Layout of prep for n elements
-// (nb = n / 32 blocks): float dy[nb] (each block's fp16 scale), then int32 sy[nb] (sum of its quants).
+// (nb = n / 32 blocks): float dy[nb] (each block's fp16 scale), int32 sy[nb] (sum of its quants),
+// then int8 yq[32 * nb], the quants regrouped for pair-of-blocks SIMD: in each full group of 8
+// blocks g..g+7, pair k = 0..3 (blocks g+k, g+k+4) takes 64 bytes: block g+k's quants 0..15, block
+// g+k+4's 0..15, block g+k's 16..31, block g+k+4's 16..31 (blocks past the last full group: as is).
 using VecDotPrepFn = void (*)(int64_t n, float* s, const void* x, const void* y, const void* prep);
 size_t q8_0_prep_size(int64_t n);
 void q8_0_prep(const void* y, void* prep, int64_t n);

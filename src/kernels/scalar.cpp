@@ -339,17 +339,27 @@ KernelTable make_scalar() {
 
 }  // namespace
 
-size_t q8_0_prep_size(int64_t n) { return (size_t)(n / 32) * (sizeof(float) + sizeof(int32_t)); }
+size_t q8_0_prep_size(int64_t n) { return (size_t)(n / 32) * (sizeof(float) + sizeof(int32_t) + 32); }
 
 void q8_0_prep(const void* vy, void* prep, int64_t n) {
     const block_q8_0* y = (const block_q8_0*)vy;
     const int64_t nb = n / 32;
     float* dy = (float*)prep;
     int32_t* sy = (int32_t*)(dy + nb);
+    int8_t* yq = (int8_t*)(sy + nb);
     for (int64_t b = 0; b < nb; ++b) {
         dy[b] = h2f(y[b].d);
         sy[b] = isum32(y[b].qs);
+        std::memcpy(yq + 32 * b, y[b].qs, 32);
     }
+    for (int64_t g = 0; g + 8 <= nb; g += 8)  // regroup full groups: pair k = blocks g+k, g+k+4
+        for (int k = 0; k < 4; ++k) {
+            int8_t* o = yq + 32 * (g + 2 * k);
+            std::memcpy(o, y[g + k].qs, 16);
+            std::memcpy(o + 16, y[g + k + 4].qs, 16);
+            std::memcpy(o + 32, y[g + k].qs + 16, 16);
+            std::memcpy(o + 48, y[g + k + 4].qs + 16, 16);
+        }
 }
 
 const KernelTable& scalar_kernels() {

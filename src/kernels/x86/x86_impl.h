@@ -76,6 +76,16 @@ inline __m256i unpack_nibbles(const uint8_t* qs) {
     return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
 }
 
+// Two blocks' 16 packed bytes side by side, [a | c] -> lo = their low nibbles (elements 0..15 of
+// each), hi = their high nibbles (elements 16..31)
+inline void unpack_nibbles_pair(const uint8_t* qa, const uint8_t* qc, __m256i* lo, __m256i* hi) {
+    const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)qa)),
+                                              _mm_loadu_si128((const __m128i*)qc), 1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    *lo = _mm256_and_si256(q, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+}
+
 // 32 bits (little-endian) -> 32 bytes, 0xFF where the bit is set
 inline __m256i bytes_from_bits(const uint8_t* p) {
     uint32_t x;
@@ -85,6 +95,25 @@ inline __m256i bytes_from_bits(const uint8_t* p) {
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
     v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
     return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+}
+
+// unpack_nibbles_pair of two Q5_0 / Q5_1 blocks with bit 4 (from qh) put in: lo takes bits 0..15
+// of each block's qh, hi bits 16..31. [a.qh x4 | c.qh x4], then per output byte a shuffle picks the
+// qh byte holding its bit and a compare tests the bit.
+template <typename B> inline void unpack_q5_pair(const B& a, const B& c, __m256i* lo, __m256i* hi) {
+    unpack_nibbles_pair(a.qs, c.qs, lo, hi);
+    int32_t ha, hc;
+    std::memcpy(&ha, a.qh, 4);
+    std::memcpy(&hc, c.qh, 4);
+    const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi32(ha)), _mm_set1_epi32(hc), 1);
+    const __m256i bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe), all = _mm256_set1_epi64x(-1), b4 = _mm256_set1_epi8(0x10);
+    const __m256i sl = _mm256_setr_epi64x(0, 0x0101010101010101, 0, 0x0101010101010101);
+    const __m256i sh = _mm256_setr_epi64x(0x0202020202020202, 0x0303030303030303, 0x0202020202020202, 0x0303030303030303);
+    const auto bits = [&](__m256i sel) {
+        return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_or_si256(_mm256_shuffle_epi8(h, sel), bit), all), b4);
+    };
+    *lo = _mm256_or_si256(*lo, bits(sl));
+    *hi = _mm256_or_si256(*hi, bits(sh));
 }
 
 // ---- 32-element block types against Q8_0 ----------------------------------------------------
@@ -97,6 +126,8 @@ struct TQ4_0 {
     static constexpr Kind32 kind = Kind32::Sym;
     static constexpr int off_shift = 3;  // off = 8
     static __m256i q(const B& b) { return unpack_nibbles(b.qs); }
+    static constexpr int qmax = 15;  // largest weight quant: bounds the int16 sums
+    static void q_pair(const B& a, const B& c, __m256i* lo, __m256i* hi) { unpack_nibbles_pair(a.qs, c.qs, lo, hi); }
 };
 struct TQ5_0 {
     using B = block_q5_0;
@@ -106,12 +137,16 @@ struct TQ5_0 {
         const __m256i hb = _mm256_and_si256(bytes_from_bits(b.qh), _mm256_set1_epi8(0x10));
         return _mm256_or_si256(unpack_nibbles(b.qs), hb);
     }
+    static constexpr int qmax = 31;
+    static void q_pair(const B& a, const B& c, __m256i* lo, __m256i* hi) { unpack_q5_pair(a, c, lo, hi); }
 };
 struct TQ4_1 {
     using B = block_q4_1;
     static constexpr Kind32 kind = Kind32::Affine;
     static constexpr int off_shift = 0;
     static __m256i q(const B& b) { return unpack_nibbles(b.qs); }
+    static constexpr int qmax = 15;  // largest weight quant: bounds the int16 sums
+    static void q_pair(const B& a, const B& c, __m256i* lo, __m256i* hi) { unpack_nibbles_pair(a.qs, c.qs, lo, hi); }
 };
 struct TQ5_1 {
     using B = block_q5_1;
@@ -121,12 +156,15 @@ struct TQ5_1 {
         const __m256i hb = _mm256_and_si256(bytes_from_bits(b.qh), _mm256_set1_epi8(0x10));
         return _mm256_or_si256(unpack_nibbles(b.qs), hb);
     }
+    static constexpr int qmax = 31;
+    static void q_pair(const B& a, const B& c, __m256i* lo, __m256i* hi) { unpack_q5_pair(a, c, lo, hi); }
 };
 struct TQ8_0 {
     using B = block_q8_0;
     static constexpr Kind32 kind = Kind32::S8;
     static constexpr int off_shift = 0;
     static __m256i q(const B& b) { return s8_prep_x(load256(b.qs)); }
+    static constexpr int qmax = 127;
 };
 
 template <typename T> inline float mval(const typename T::B& b) {
@@ -167,18 +205,13 @@ template <typename T> inline __m256i dot32_once(__m256i xq, __m256i yq) {
     else if constexpr (T::kind == Kind32::Affine) return mul_sum_us8(xq, yq);
     else return s8_dot(s8_ycorr(yq), xq, yq);
 }
-// 8 fp16 fields (stride in bytes) -> 8 floats
+// 8 fp16 fields (stride in bytes) -> 8 floats. Packed 4 at a time in a 64-bit GPR: the loads and
+// shifts run on the integer side, idle in these kernels (vpinsrw from memory costs vector uops).
 inline __m256 load_h8(const uint8_t* p, size_t st) {
-    const auto h = [&](int k) { uint16_t v; std::memcpy(&v, p + k * st, 2); return (int)v; };
-    __m128i v = _mm_cvtsi32_si128(h(0));
-    v = _mm_insert_epi16(v, h(1), 1);
-    v = _mm_insert_epi16(v, h(2), 2);
-    v = _mm_insert_epi16(v, h(3), 3);
-    v = _mm_insert_epi16(v, h(4), 4);
-    v = _mm_insert_epi16(v, h(5), 5);
-    v = _mm_insert_epi16(v, h(6), 6);
-    v = _mm_insert_epi16(v, h(7), 7);
-    return _mm256_cvtph_ps(v);
+    const auto h = [&](int k) { uint16_t v; std::memcpy(&v, p + k * st, 2); return (uint64_t)v; };
+    const uint64_t lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
+    const uint64_t hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
+    return _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)lo), (long long)hi, 1));
 }
 
 // kutil::tree8 of 8 floats held in one vector (lane k = block k): ((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7)).
@@ -231,9 +264,15 @@ void vec_dot_32(int64_t n, float* s, const void* vx, const void* vy) {
 }
 
 // vec_dot_32 with the activation row's q8_0_prep data (Sym and Affine kinds): the activation
-// scales come as f32 (one load per 8 blocks) and the block sums as int32, so a block costs the
-// weight unpack and one u8 x s8 dot. Sym: idot = q.y - off*sum(y) (exact); Affine: q.y and sum(y).
-// Same products, same tree8 order: the exact bits of vec_dot.
+// scales come as f32 and the block sums as int32, and the quants come regrouped (kernels.h) so that
+// one 256-bit vector holds two blocks: [block b+k | block b+k+4]. Per group of 8 blocks:
+//   v[k] (i16) = maddubs(low nibbles, y lo halves) + maddubs(high nibbles, y hi halves):
+//                lanes 0-7 = block k's sums of 4 products, lanes 8-15 = block k+4's;
+//   two hadd levels and one madd with 1s then leave lane i = block i's exact dot, in order, with
+//   no cross-lane shuffle (the old way was 8 madds, 7 hadds and 2 permutes per group).
+// int16 range: |q*y| <= qmax*128, so 4 products fit for q <= 63, 8 for q <= 31 and 16 for q <= 15;
+// the 5-bit types therefore widen to int32 one level earlier. Same products, same tree8 order:
+// the exact bits of vec_dot. Sym: idot = q.y - off*sum(y); Affine: q.y and sum(y).
 template <typename T>
 void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const void* prep) {
     static_assert(T::kind != Kind32::S8, "q8_0 weights have no use for the block sums");
@@ -243,23 +282,34 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
     const int64_t nb = n / 32;
     const float* dy = (const float*)prep;
     const int32_t* sy = (const int32_t*)(dy + nb);
+    const int8_t* yq = (const int8_t*)(sy + nb);
+    const __m256i ones = _mm256_set1_epi16(1);
     float sumf = 0.0f;
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
-        __m256i dots[8];
+        __m256i v[4];
         prefetch_ahead(x + b, 8 * sizeof(B));
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) dots[k] = mul_sum_us8(T::q(x[b + k]), load256(y[b + k].qs));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            __m256i lo, hi;
+            T::q_pair(x[b + k], x[b + k + 4], &lo, &hi);
+            const int8_t* yk = yq + 32 * (b + 2 * k);
+            v[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(yk)), _mm256_maddubs_epi16(hi, load256(yk + 32)));
+        }
+        const __m256i h01 = _mm256_hadd_epi16(v[0], v[1]), h23 = _mm256_hadd_epi16(v[2], v[3]);
+        __m256i isum;  // lane i = block b+i's exact dot
+        if constexpr (T::qmax <= 15) isum = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
+        else isum = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h23, ones));
         const __m256 vdy = _mm256_loadu_ps(dy + b);
         const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy + b));
         const __m256 vdx = load_h8((const uint8_t*)&x[b].d, sizeof(B));
         __m256 P;
         if constexpr (T::kind == Kind32::Sym) {
-            const __m256i idot = _mm256_sub_epi32(reduce8_i32(dots), _mm256_slli_epi32(vsy, T::off_shift));
+            const __m256i idot = _mm256_sub_epi32(isum, _mm256_slli_epi32(vsy, T::off_shift));
             P = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
         } else {
             const __m256 vmx = load_h8((const uint8_t*)&x[b].m, sizeof(B));
-            P = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(dots)), _mm256_mul_ps(vdx, vdy)),
+            P = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
                               _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
         }
         sumf += tree8_ps(P);

@@ -157,25 +157,54 @@ template <typename T> inline __m256 kcombine_v(__m256 d, __m256 dm, __m256 dy, _
     else return _mm256_mul_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum));
 }
 
+// One super-block's exact integer sums: i32 lanes of sum(sc * q * y) (acc) and of sum(m * bsums)
+// (ms; zero for the offset types); sc gets its scales
+template <typename T>
+inline void ksb_sums(const typename T::B& xb, const block_q8_K& yb, KSc& sc, __m256i* acc, __m256i* ms) {
+    prefetch_ahead(&xb, sizeof(xb));
+    T::scales(xb, sc);
+    const KScales16 s16 = widen_scales(sc.sc8);
+    __m256i a = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+        const __m256i yq = load256_reg(yb.qs + 32 * k);
+        a = kchunk<T::off>(a, T::chunk(xb, k), yq, yoff_chunk<T::off>(yq), scale_chunk16(s16, k));
+    }
+    *acc = a;
+    *ms = T::off == 0 ? _mm256_madd_epi16(sc.mins, load256(yb.bsums)) : _mm256_setzero_si256();
+}
+
+// Per super-block, the reference's float combination, added in block order. 8 super-blocks per
+// step: their sums reduced to one vector (lane = super-block) and combined as vectors; a
+// horizontal sum and a scalar combination per super-block had cost as much as its 8 chunks.
 template <typename T>
 void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
-    const typename T::B* x = (const typename T::B*)vx;
+    using B = typename T::B;
+    const B* x = (const B*)vx;
     const block_q8_K* y = (const block_q8_K*)vy;
+    const int64_t nsb = n / QK_K;
     float sumf = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; ++b) {
-        KSc sc;
-        prefetch_ahead(x + b, sizeof(x[b]));
-        T::scales(x[b], sc);
-        __m256i acc = _mm256_setzero_si256();
-        const KScales16 s16 = widen_scales(sc.sc8);
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-            const __m256i yq = load256_reg(y[b].qs + 32 * k);
-            acc = kchunk<T::off>(acc, T::chunk(x[b], k), yq, yoff_chunk<T::off>(yq), scale_chunk16(s16, k));
+    int64_t b = 0;
+    for (; b + 8 <= nsb; b += 8) {
+        __m256i acc[8], ms[8];
+        for (int j = 0; j < 8; ++j) {
+            KSc sc;  // its d, dm unused: read below for all 8 at once
+            ksb_sums<T>(x[b + j], y[b + j], sc, &acc[j], &ms[j]);
         }
-        int32_t msum = 0;
-        if constexpr (T::off == 0) msum = hsum_i32(_mm256_madd_epi16(sc.mins, load256(y[b].bsums)));
-        sumf += kcombine<T>(sc.d, sc.dm, y[b].d, hsum_i32(acc), msum);
+        const __m256 vd = load_h8((const uint8_t*)&x[b].d, sizeof(B));
+        __m256 vdm = _mm256_setzero_ps();
+        if constexpr (T::off == 0) vdm = load_h8((const uint8_t*)&x[b].dmin, sizeof(B));
+        const auto dy = [&](int j) { return y[b + j].d; };
+        const __m256 vdy = _mm256_setr_ps(dy(0), dy(1), dy(2), dy(3), dy(4), dy(5), dy(6), dy(7));
+        alignas(32) float p[8];
+        _mm256_store_ps(p, kcombine_v<T>(vd, vdm, vdy, reduce8_i32(acc), reduce8_i32(ms)));
+        for (int j = 0; j < 8; ++j) sumf += p[j];
+    }
+    for (; b < nsb; ++b) {
+        KSc sc;
+        __m256i acc, ms;
+        ksb_sums<T>(x[b], y[b], sc, &acc, &ms);
+        sumf += kcombine<T>(sc.d, sc.dm, y[b].d, hsum_i32(acc), hsum_i32(ms));
     }
     *s = sumf;
 }
