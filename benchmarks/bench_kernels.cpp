@@ -5,7 +5,8 @@
 // Usage: bench_kernels [table] [types,...] [weight MiB] [rounds]   (defaults: best table, all
 // types, 256, 5). Every figure is the median over `rounds`; each round measures the read
 // bandwidth right before and after its decode pass (the machine is shared: a percentage only
-// means something against bandwidth measured under the same load).
+// means something against bandwidth measured under the same load); "L2 GB/s" is decode with the
+// weights in cache, the compute-bound speed.
 // BENCH_NOGEMM=1 runs the prefill
 // shape with one vec_dot per pair instead of the gemm tiles.
 #include <immintrin.h>
@@ -125,6 +126,33 @@ double bench_decode(const KernelTable& kt, const Mat& w, int nth) {
     return best;
 }
 
+// decode with the weights in cache: every thread makes passes over the same ~192 KiB matrix (each
+// core keeps its copy in L2), so this is the kernel's compute-bound speed, GB/s of weights over all
+// threads. Against the DRAM figure it says which of the two bounds a type.
+double bench_decode_cached(const KernelTable& kt, DType t, int nth) {
+    const int64_t k = 4096;
+    const Mat w = make_weights(t, k, std::max<int64_t>(4, (192 << 10) / row_size(t, k)));
+    const TypeKernels& tk = kt.type[(int)w.t];
+    size_t yrs;
+    const auto y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
+    std::vector<uint8_t> prep(tk.vec_dot_prep ? q8_0_prep_size(w.k) : 0);
+    if (tk.vec_dot_prep) q8_0_prep(y.data(), prep.data(), w.k);
+    const int passes = 2000;
+    std::vector<float> out(w.rows * nth);
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+        const double t = run_threads(nth, [&](int ti) {
+            float* o = &out[w.rows * ti];
+            for (int p = 0; p < passes; ++p)
+                for (int64_t r = 0; r < w.rows; ++r)
+                    if (tk.vec_dot_prep) tk.vec_dot_prep(w.k, &o[r], &w.data[r * w.rs], y.data(), prep.data());
+                    else tk.vec_dot(w.k, &o[r], &w.data[r * w.rs], y.data());
+        });
+        best = std::min(best, t);
+    }
+    return (double)nth * passes * w.data.size() / best / 1e9;
+}
+
 // prefill: S (ny x rows) = Y (ny x k) . W^T with the table's gemm tiles; activations in chunks of
 // 64 rows (L2), each weight tile reused across the chunk.
 double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
@@ -204,8 +232,8 @@ int main(int argc, char** argv) {
     std::printf("table %s; decode: weights %.0f MiB (> 32 MiB L3), k = 4096, 1 activation row; "
                 "prefill: 512 activation rows x 1024 weight rows x 4096; medians of %d rounds\n",
                 kt->name, mib, rounds);
-    std::printf("%-6s %3s %11s %8s %8s %8s %9s %13s %9s\n", "type", "thr", "decode GB/s", "bw GB/s", "% of bw",
-                "tok/s*", "bound t/s", "prefill GF/s", "gemm rows");
+    std::printf("%-6s %3s %11s %8s %8s %8s %9s %8s %13s %9s\n", "type", "thr", "decode GB/s", "bw GB/s", "% of bw",
+                "tok/s*", "bound t/s", "L2 GB/s", "prefill GF/s", "gemm rows");
     for (const auto& tn : types) {
         const DType t = dtype_from_name(tn);
         const int64_t k = 4096;
@@ -213,7 +241,7 @@ int main(int argc, char** argv) {
         const Mat w = make_weights(t, k, rows);
         const Mat wp = make_weights(t, k, 1024);
         for (int nth = 1; nth <= 2; ++nth) {
-            std::vector<double> gbs, bws, pct, gfs;
+            std::vector<double> gbs, bws, pct, gfs, l2s;
             for (int r = 0; r < rounds; ++r) {
                 const double bwa = bw_now(nth);
                 const double td = bench_decode(*kt, w, nth);
@@ -222,15 +250,17 @@ int main(int argc, char** argv) {
                 bws.push_back(bwl);
                 pct.push_back(100.0 * gbs.back() / bwl);
                 if (r < 3) gfs.push_back(2.0 * 512 * 1024 * k / bench_prefill(*kt, wp, 512, nth) / 1e9);
+                if (r < 3) l2s.push_back(bench_decode_cached(*kt, t, nth));
             }
             const double bytes = (double)w.data.size();
-            std::printf("%-6s %3d %11.1f %8.1f %7.0f%% %8.1f %9.1f %13.1f %6dx%d\n", tn.c_str(), nth, median(gbs),
-                        median(bws), median(pct), median(gbs) * 1e9 / bytes, median(bws) * 1e9 / bytes, median(gfs),
+            std::printf("%-6s %3d %11.1f %8.1f %7.0f%% %8.1f %9.1f %8.1f %13.1f %6dx%d\n", tn.c_str(), nth, median(gbs),
+                        median(bws), median(pct), median(gbs) * 1e9 / bytes, median(bws) * 1e9 / bytes, median(l2s), median(gfs),
                         kt->type[(int)t].gemm_rows_x, kt->type[(int)t].gemm_rows_y);
             std::fflush(stdout);
         }
     }
     std::printf("* tok/s: passes over this weight matrix per second (decode tokens if it were the whole model);\n"
-                "  bound t/s: the same at the measured read bandwidth. %% of bw: median of the per-round ratios.\n");
+                "  bound t/s: the same at the measured read bandwidth. %% of bw: median of the per-round ratios.\n"
+                "  L2 GB/s: decode with the weights in cache (the kernel's compute-bound speed).\n");
     return 0;
 }

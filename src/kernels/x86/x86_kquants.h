@@ -77,20 +77,19 @@ struct TQ3_K {
         o.dm = 0.0f;
     }
 };
-// Q4_K / Q5_K: 8 6-bit scales and 8 6-bit mins in 12 bytes -> bytes [sc0..7, m0..7] (word ops),
-// then each repeated twice (per 16 elements)
+// Q4_K / Q5_K: 8 6-bit scales and 8 6-bit mins in 12 bytes s[0..11] -> bytes [sc0..7, m0..7]
+// (sc j<4 = s[j] & 63, m j<4 = s[j+4] & 63; j>=4: low 4 bits from s[j+4] (sc: low, m: high
+// nibble), top 2 bits from the top of s[j-4] (sc) / s[j] (m)), then each repeated twice (per 16
+// elements). All in one vector: reads 16 bytes from s (the block's quants follow the 12).
 inline void q4k_scales(const uint8_t* s, KSc& o) {
-    uint32_t u[4];
-    std::memcpy(u, s, 12);
-    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);   // mins 4..7
-    const uint32_t m03 = u[1] & k1;                           // mins 0..3
-    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);           // scales 4..7
-    u[2] = m03;
-    u[0] &= k1;                                               // scales 0..3
-    const __m128i v = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
-    o.sc8 = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
-    o.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+    const __m128i v = _mm_loadu_si128((const __m128i*)s);
+    const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i lo4 = _mm_blend_epi32(a, _mm_srli_epi16(a, 4), 0x8);  // m4..7: the high nibbles
+    const __m128i low = _mm_and_si128(lo4, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+    const __m128i top = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i scm = _mm_or_si128(low, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+    o.sc8 = _mm_shuffle_epi8(scm, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+    o.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 // Q4_K and Q5_K share the scale layout and the d / dmin fields
 template <typename B> inline void q45k_scales(const B& b, KSc& o) {
