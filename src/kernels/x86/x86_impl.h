@@ -235,13 +235,6 @@ inline float tree8_ps(__m256 p) {
     return _mm_cvtss_f32(_mm256_castps256_ps128(q)) + _mm_cvtss_f32(_mm256_extractf128_ps(q, 1));
 }
 
-// tree8_ps of p and of q at once: lane 0 = tree of p, lane 1 = tree of q
-inline __m128 tree8x2_ps(__m256 p, __m256 q) {
-    const __m256 h = _mm256_hadd_ps(p, q);   // [p0+p1, p2+p3, q0+q1, q2+q3 | p4+p5, p6+p7, q4+q5, q6+q7]
-    const __m256 g = _mm256_hadd_ps(h, h);   // [(p0+p1)+(p2+p3), (q0+q1)+(q2+q3), ., . | p's, q's upper half]
-    return _mm_add_ps(_mm256_castps256_ps128(g), _mm256_extractf128_ps(g, 1));
-}
-
 // Block products as scalar.cpp (P_b = (float)idot * (dx*dy) [+ (float)isum(y) * (mx*dy) for
 // Affine]), summed in kutil::tree8 order. 8 blocks per step: 8 exact dots reduced to one i32
 // vector (lane = block), the scale products as vectors, the group's tree off the running sum's
@@ -304,8 +297,9 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
     const int32_t* sy = (const int32_t*)(dy + nb);
     const int8_t* yq = (const int8_t*)(sy + nb);
     const __m256i ones = _mm256_set1_epi16(1);
-    // P (lane i) = block b+i's product, as scalar.cpp
-    const auto group = [&](int64_t b) __attribute__((always_inline)) {
+    float sumf = 0.0f;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
         __m256i v[4];
         prefetch_ahead(x + b, 8 * sizeof(B));
 #pragma GCC unroll 4
@@ -322,25 +316,16 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
         const __m256 vdy = _mm256_loadu_ps(dy + b);
         const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy + b));
         const __m256 vdx = load_h8_gpr((const uint8_t*)&x[b].d, sizeof(B));
+        __m256 P;
         if constexpr (T::kind == Kind32::Sym) {
             const __m256i idot = _mm256_sub_epi32(isum, _mm256_slli_epi32(vsy, T::off_shift));
-            return _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
+            P = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
         } else {
             const __m256 vmx = load_h8_gpr((const uint8_t*)&x[b].m, sizeof(B));
-            return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
-                                 _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
+            P = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
+                              _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
         }
-    };
-    float sumf = 0.0f;
-    int64_t b = 0;
-    for (; b + 16 <= nb; b += 16) {  // two groups share the horizontal adds of their trees
-        const __m128 t = tree8x2_ps(group(b), group(b + 8));
-        sumf += _mm_cvtss_f32(t);
-        sumf += _mm_cvtss_f32(_mm_movehdup_ps(t));
-    }
-    if (b + 8 <= nb) {
-        sumf += tree8_ps(group(b));
-        b += 8;
+        sumf += tree8_ps(P);
     }
     for (; b < nb; ++b) {
         int32_t idot = hsum_i32(mul_sum_us8(T::q(x[b]), load256(y[b].qs)));
