@@ -347,12 +347,13 @@ void q8_0_prep(const void* vy, void* prep, int64_t n) {
     float* dy = (float*)prep;
     int32_t* sy = (int32_t*)(dy + nb);
     int8_t* yq = (int8_t*)(sy + nb);
+    const int64_t nfull = nb / 8 * 8;  // blocks in full groups of 8
     for (int64_t b = 0; b < nb; ++b) {
         dy[b] = h2f(y[b].d);
         sy[b] = isum32(y[b].qs);
-        std::memcpy(yq + 32 * b, y[b].qs, 32);
+        if (b >= nfull) std::memcpy(yq + 32 * b, y[b].qs, 32);  // past the last full group: as is
     }
-    for (int64_t g = 0; g + 8 <= nb; g += 8)  // regroup full groups: pair k = blocks g+k, g+k+4
+    for (int64_t g = 0; g < nfull; g += 8)  // regroup full groups: pair k = blocks g+k, g+k+4
         for (int k = 0; k < 4; ++k) {
             int8_t* o = yq + 32 * (g + 2 * k);
             std::memcpy(o, y[g + k].qs, 16);
