@@ -8,7 +8,7 @@
 // means something against bandwidth measured under the same load); "L2 GB/s" is decode with the
 // weights in cache, the compute-bound speed.
 // BENCH_NOGEMM=1 runs the prefill
-// shape with one vec_dot per pair instead of the gemm tiles.
+// shape with one vec_dot per pair instead of the gemm tiles (gemm_prep or gemm).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -160,7 +160,13 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
     size_t yrs;
     const auto y = make_acts(kt, tk.vec_dot_type, w.k, ny, &yrs);
     std::vector<float> out((size_t)ny * w.rows);
-    const int tx = std::max(1, tk.gemm_rows_x), ty = std::max(1, tk.gemm_rows_y);
+    // as mul_mat prefills: on the activation rows' q8_0_prep data where the table has gemm_prep
+    const bool gp = tk.gemm_prep && !getenv("BENCH_NOGEMM");
+    const size_t prs = gp ? (q8_0_prep_size(w.k) + 63) / 64 * 64 : 0;
+    std::vector<uint8_t> preps(prs * ny);
+    for (int64_t r = 0; gp && r < ny; ++r) q8_0_prep(&y[r * yrs], &preps[r * prs], w.k);
+    const int tx = std::max(1, gp ? tk.gemm_prep_rows_x : tk.gemm_rows_x);
+    const int ty = std::max(1, gp ? tk.gemm_prep_rows_y : tk.gemm_rows_y);
     double best = 1e30;
     for (int rep = 0; rep < 3; ++rep) {
         const double t = run_threads(nth, [&](int ti) {
@@ -171,7 +177,9 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
                     const int nrx = (int)std::min<int64_t>(tx, r1 - r);
                     for (int64_t c = c0; c < c1; c += ty) {
                         const int nry = (int)std::min<int64_t>(ty, c1 - c);
-                        if (tk.gemm && !getenv("BENCH_NOGEMM"))
+                        if (gp)
+                            tk.gemm_prep(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &preps[c * prs], prs, nry);
+                        else if (tk.gemm && !getenv("BENCH_NOGEMM"))
                             tk.gemm(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &y[c * yrs], yrs, nry);
                         else
                             for (int j = 0; j < nry; ++j)
@@ -240,6 +248,7 @@ int main(int argc, char** argv) {
         const int64_t rows = (int64_t)(mib * 1048576.0 / row_size(t, k));
         const Mat w = make_weights(t, k, rows);
         const Mat wp = make_weights(t, k, 1024);
+        const TypeKernels& tk = kt->type[(int)t];
         for (int nth = 1; nth <= 2; ++nth) {
             std::vector<double> gbs, bws, pct, gfs, l2s;
             for (int r = 0; r < rounds; ++r) {
@@ -255,7 +264,7 @@ int main(int argc, char** argv) {
             const double bytes = (double)w.data.size();
             std::printf("%-6s %3d %11.1f %8.1f %7.0f%% %8.1f %9.1f %8.1f %13.1f %6dx%d\n", tn.c_str(), nth, median(gbs),
                         median(bws), median(pct), median(gbs) * 1e9 / bytes, median(bws) * 1e9 / bytes, median(l2s), median(gfs),
-                        kt->type[(int)t].gemm_rows_x, kt->type[(int)t].gemm_rows_y);
+                        tk.gemm_prep ? tk.gemm_prep_rows_x : tk.gemm_rows_x, tk.gemm_prep ? tk.gemm_prep_rows_y : tk.gemm_rows_y);
             std::fflush(stdout);
         }
     }

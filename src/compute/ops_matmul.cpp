@@ -2,9 +2,9 @@
 // partner type (vec_dot_type) activations become; each activation row is converted ONCE into the
 // shared scratch (rows split over threads, then a barrier), then weight rows are split over
 // threads in chunks taken from an atomic counter (so 2 threads balance under load). Prefill uses
-// the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows); decode
-// (one activation row) uses vec_dot per weight row, or vec_dot_prep with the activation row's
-// per-block data derived once (kernels.h) where the table has it.
+// the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows), or gemm_prep
+// on the activation rows' per-block data derived once (kernels.h) where the table has it; decode
+// (one activation row) uses vec_dot per weight row, or vec_dot_prep with that per-block data.
 #include <algorithm>
 #include <cstring>
 
@@ -22,7 +22,9 @@ struct MatmulPlan {
     bool direct;        // b's rows are used in place (f32 partner and dense rows)
     size_t y_row;       // bytes per converted activation row
     size_t temp_off;    // per-thread gather rows (strided b, non-f32 partner), from wdata
-    bool prep;          // decode with vec_dot_prep: per activation row q8_0_prep data at prep_off
+    bool gemm_prep;     // prefill with gemm_prep on the activation rows' q8_0_prep data
+    bool gemm;          // prefill with gemm (no gemm_prep)
+    bool prep;          // per activation row q8_0_prep data at prep_off (gemm_prep, vec_dot_prep)
     size_t prep_row;    // bytes of prep data per activation row
     size_t prep_off;
 };
@@ -36,8 +38,12 @@ MatmulPlan plan_of(const Tensor* t) {
     m.direct = m.vdt == DType::F32 && b->nb[0] == sizeof(float);
     m.y_row = row_size(m.vdt, b->ne[0]);
     m.temp_off = (m.y_row * (size_t)b->nrows() + 63) / 64 * 64;
-    // one activation row per weight pass (decode): derive its per-block data once (see kernels.h)
-    m.prep = m.tk->vec_dot_prep && m.vdt == DType::Q8_0 && !(m.tk->gemm && b->ne[1] > 1);
+    // derive each activation row's per-block data once (kernels.h) where the table's prefill
+    // (gemm_prep) or decode (vec_dot_prep) kernels take it
+    const bool many = b->ne[1] > 1, q80 = m.vdt == DType::Q8_0;
+    m.gemm_prep = many && q80 && m.tk->gemm_prep;
+    m.gemm = many && !m.gemm_prep && m.tk->gemm;
+    m.prep = q80 && (m.gemm_prep || (!m.gemm && m.tk->vec_dot_prep));
     m.prep_row = m.prep ? (q8_0_prep_size(b->ne[0]) + 63) / 64 * 64 : 0;
     m.prep_off = m.temp_off;  // the gather rows follow the prep rows
     m.temp_off += m.prep_row * (size_t)b->nrows();
@@ -89,7 +95,8 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
     const size_t by = m.direct ? b->nb[1] : m.y_row;
 
     // 2. chunks of weight rows x batches, taken dynamically
-    const int rx = std::max(1, m.tk->gemm_rows_x), ry = std::max(1, m.tk->gemm_rows_y);
+    const int rx = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_x : m.tk->gemm_rows_x);
+    const int ry = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_y : m.tk->gemm_rows_y);
     const int64_t nbatch = B2 * B3;
     int64_t chunk_m = M;
     if (p.nth > 1) {
@@ -99,14 +106,13 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
     }
     const int64_t n_mchunks = (M + chunk_m - 1) / chunk_m;
     const int64_t n_chunks = n_mchunks * nbatch;
-    const bool use_gemm = m.tk->gemm && N > 1;
     for (int64_t c = p.ith; c < n_chunks; c = p.chunk->fetch_add(1, std::memory_order_relaxed)) {
         const int64_t ib = c / n_mchunks, mc = c % n_mchunks;
         const int64_t i2 = ib % B2, i3 = ib / B2;
         const int64_t m0 = mc * chunk_m, m1 = std::min(M, m0 + chunk_m);
         const char* abase = static_cast<const char*>(a->data) + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         char* dbase = static_cast<char*>(t->data) + i2 * t->nb[2] + i3 * t->nb[3];
-        if (use_gemm) {
+        if (m.gemm || m.gemm_prep) {
             // weight sub-blocks of ~128 KB stay in L2 while every activation tile passes over them
             const size_t bs = t->nb[1] / sizeof(float);
             int64_t mb = (int64_t)((128 * 1024) / std::max<size_t>(1, a->nb[1]));
@@ -116,10 +122,12 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                 for (int64_t n0 = 0; n0 < N; n0 += ry) {
                     const int nry = (int)std::min<int64_t>(ry, N - n0);
                     const char* y = yrow(n0, i2, i3);
+                    const char* pr = p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n0) * m.prep_row;
                     for (int64_t mm = b0; mm < b1; mm += rx) {
                         const int nrx = (int)std::min<int64_t>(rx, b1 - mm);
                         float* s = reinterpret_cast<float*>(dbase + n0 * t->nb[1]) + mm;
-                        m.tk->gemm(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
+                        if (m.gemm_prep) m.tk->gemm_prep(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, pr, m.prep_row, nry);
+                        else m.tk->gemm(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
                     }
                 }
             }

@@ -49,6 +49,11 @@ struct TypeKernels {
     int gemm_rows_y = 1;
     FromFloatFn from_float = nullptr; // quantize f32 -> this type (used when T is a partner type)
     VecDotPrepFn vec_dot_prep = nullptr;  // optional (Q8_0 partner only): vec_dot with q8_0_prep data
+    // optional (Q8_0 partner only): the gemm with y = q8_0_prep rows (by = their stride), the bits
+    // of vec_dot_prep; tiles of at most gemm_prep_rows_x x gemm_prep_rows_y. Preferred over gemm.
+    GemmFn gemm_prep = nullptr;
+    int gemm_prep_rows_x = 1;
+    int gemm_prep_rows_y = 1;
 };
 
 struct KernelTable {

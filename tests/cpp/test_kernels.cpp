@@ -16,6 +16,7 @@
 //    each of which may exceed |x_i|).
 //  - activation quantizers (from_float of Q8_0/Q8_K), fp16 row conversions, vec_scale_f32:
 //    bit-exact. vec_mad_f32: fused vs unfused multiply-add: 2 ulp.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -163,7 +164,8 @@ void test_table(const std::string& name) {
         const DType p = rk.vec_dot_type;
         for (int64_t n : test_lengths(t)) {
             // several weight rows and activation rows, with padded strides, for the gemm tile
-            const int nrx = std::max(1, k.gemm_rows_x), nry = std::max(1, k.gemm_rows_y);
+            const int nrx = std::max({1, k.gemm_rows_x, k.gemm_prep_rows_x});
+            const int nry = std::max({1, k.gemm_rows_y, k.gemm_prep_rows_y});
             const size_t bx = row_size(t, n) + 64, by = row_size(p, n) + 32;
             std::vector<uint8_t> X(bx * nrx), Y(by * nry);
             std::vector<std::vector<float>> xd(nrx), yd(nry);
@@ -195,10 +197,31 @@ void test_table(const std::string& name) {
                                     tolerance(t, n, abs_dot(xd[r], yd[c])));
                     }
                 }
+            if (k.gemm_prep) {  // prefill on q8_0_prep rows (padded stride): vec_dot_prep's bits
+                CHECK(p == DType::Q8_0);
+                const size_t bp = q8_0_prep_size(n) + 32;
+                std::vector<uint8_t> P(bp * nry);
+                for (int c = 0; c < nry; ++c) q8_0_prep(&Y[c * by], &P[c * bp], n);
+                for (int ty = 1; ty <= k.gemm_prep_rows_y; ++ty)
+                    for (int tx = 1; tx <= k.gemm_prep_rows_x; ++tx) {
+                        const size_t bs = (size_t)tx + 3;
+                        std::vector<float> S(bs * ty, NAN);
+                        k.gemm_prep(n, S.data(), bs, X.data(), bx, tx, P.data(), bp, ty);
+                        for (int c = 0; c < ty; ++c)
+                            for (size_t r = 0; r < bs; ++r) {
+                                if ((int)r >= tx) {
+                                    CHECK(std::isnan(S[c * bs + r]));  // wrote outside its tile
+                                    continue;
+                                }
+                                check_close("gemm_prep", name, t, n, S[c * bs + r], sref[c * nrx + r],
+                                            tolerance(t, n, abs_dot(xd[r], yd[c])));
+                            }
+                    }
+            }
             if (!k.gemm) continue;
             // every tile shape up to the table's maximum, output stride bs > nrx, NaN sentinels
-            for (int ty = 1; ty <= nry; ++ty)
-                for (int tx = 1; tx <= nrx; ++tx) {
+            for (int ty = 1; ty <= std::max(1, k.gemm_rows_y); ++ty)
+                for (int tx = 1; tx <= std::max(1, k.gemm_rows_x); ++tx) {
                     const size_t bs = (size_t)tx + 3;
                     std::vector<float> S(bs * ty, NAN);
                     k.gemm(n, S.data(), bs, X.data(), bx, tx, Y.data(), by, ty);

@@ -4,6 +4,7 @@
 // the table's gemm_rows (several tiles plus ragged edges); from_float (Q8_0, Q8_K, F16, BF16) must
 // give the same bytes, including ties, NaN, inf and subnormals; vec_mad/vec_scale exact.
 // Float weights report the largest relative difference and check it against (n+4)*eps.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -108,7 +109,8 @@ void test_weights(const KernelTable& tab) {
             const int64_t n = nb * bs;
             for (int mode = 0; mode < (quantized ? 2 : 1); ++mode) {
                 // more rows than one tile: several tiles and a ragged edge
-                const int nrx = 2 * std::max(1, k.gemm_rows_x) + 1, nry = 2 * std::max(1, k.gemm_rows_y) + 1;
+                const int nrx = 2 * std::max({1, k.gemm_rows_x, k.gemm_prep_rows_x}) + 1;
+                const int nry = 2 * std::max({1, k.gemm_rows_y, k.gemm_prep_rows_y}) + 1;
                 const size_t bx = row_size(t, n) + 16, by = row_size(p, n) + 16;
                 std::vector<uint8_t> X(bx * nrx), Y(by * nry);
                 for (int r = 0; r < nrx; ++r) {
@@ -143,6 +145,15 @@ void test_weights(const KernelTable& tab) {
                             if (bound > 0) worst_float = std::max(worst_float, d / bound);
                         }
                     }
+                if (k.gemm_prep) {  // the whole block on the rows' q8_0_prep data, padded stride
+                    CHECK(p == DType::Q8_0);
+                    const size_t bp = q8_0_prep_size(n) + 16;
+                    std::vector<uint8_t> P(bp * nry);
+                    for (int c = 0; c < nry; ++c) q8_0_prep(&Y[c * by], &P[c * bp], n);
+                    std::fill(S.begin(), S.end(), NAN);
+                    k.gemm_prep(n, S.data(), nrx, X.data(), bx, nrx, P.data(), bp, nry);
+                    for (size_t i = 0; i < S.size(); ++i) expect_same("gemm_prep", tab.name, t, n, S[i], R[i]);
+                }
                 if (!k.gemm) continue;
                 // the whole block in one call (the gemm splits it into tiles)
                 k.gemm(n, S.data(), nrx, X.data(), bx, nrx, Y.data(), by, nry);

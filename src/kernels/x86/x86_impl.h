@@ -337,6 +337,91 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
     *s = sumf;
 }
 
+// Prefill of the Sym / Affine 32-block types on q8_0_prep rows (kernels.h, gemm_prep): one weight
+// row against up to 8 activation rows. Per group of 8 blocks the weight pairs are unpacked once
+// (8 registers) and reused for every activation row; each row c then runs vec_dot_32_prep's
+// integer tree and block products, P_c (lane i = block b+i). The 8 rows' tree8 sums come out of
+// one transposed hadd tree (level 1 hadd(P0,P1).., level 2 hadd(H01,H23).. = [row c's
+// (p0+p1)+(p2+p3) | row c's (p4+p5)+(p6+p7)], then low + high half), so lane c of acc is row c's
+// running sum, added group by group: vec_dot_32_prep's exact bits for every pair.
+template <typename T>
+struct GemmPrep32 {
+    static_assert(T::kind != Kind32::S8, "q8_0 weights have no use for the block sums");
+    template <int RX, int RY>
+    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* prep, size_t bp) {
+        static_assert(RX == 1 && RY >= 1 && RY <= 8, "one weight row, up to 8 activation rows");
+        using B = typename T::B;
+        const B* xr = (const B*)x;
+        const int64_t nb = n / 32;
+        const float* dy[RY];
+        const int32_t* sy[RY];
+        const int8_t* yq[RY];
+        for (int c = 0; c < RY; ++c) {
+            dy[c] = (const float*)(prep + c * bp);
+            sy[c] = (const int32_t*)(dy[c] + nb);
+            yq[c] = (const int8_t*)(sy[c] + nb);
+        }
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256 acc = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) T::q_pair(xr[b + k], xr[b + k + 4], &lo[k], &hi[k]);
+            const __m256 vdx = load_h8_gpr((const uint8_t*)&xr[b].d, sizeof(B));
+            __m256 vmx = _mm256_setzero_ps();
+            if constexpr (T::kind == Kind32::Affine) vmx = load_h8_gpr((const uint8_t*)&xr[b].m, sizeof(B));
+            __m256 P[8];
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; ++c) {
+                if (c >= RY) {
+                    P[c] = _mm256_setzero_ps();
+                    continue;
+                }
+                const int8_t* yk = yq[c] + 32 * b;
+                __m256i v[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; ++k)
+                    v[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], load256(yk + 64 * k)),
+                                            _mm256_maddubs_epi16(hi[k], load256(yk + 64 * k + 32)));
+                const __m256i h01 = _mm256_hadd_epi16(v[0], v[1]), h23 = _mm256_hadd_epi16(v[2], v[3]);
+                __m256i isum;  // lane i = block b+i's exact dot (int16 range: see vec_dot_32_prep)
+                if constexpr (T::qmax <= 15) isum = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
+                else isum = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h23, ones));
+                const __m256 vdy = _mm256_loadu_ps(dy[c] + b);
+                const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy[c] + b));
+                if constexpr (T::kind == Kind32::Sym) {
+                    const __m256i idot = _mm256_sub_epi32(isum, _mm256_slli_epi32(vsy, T::off_shift));
+                    P[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
+                } else {
+                    P[c] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
+                                         _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
+                }
+            }
+            const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(P[0], P[1]), _mm256_hadd_ps(P[2], P[3]));
+            const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(P[4], P[5]), _mm256_hadd_ps(P[6], P[7]));
+            acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
+                                                   _mm256_permute2f128_ps(q0, q1, 0x31)));
+        }
+        for (; b < nb; ++b) {  // past the last full group: the quants are as is, one block per step
+            const __m256i xq = T::q(xr[b]);
+            const float dx = h2f(xr[b].d);
+            alignas(32) float pv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int c = 0; c < RY; ++c) {
+                int32_t idot = hsum_i32(mul_sum_us8(xq, load256(yq[c] + 32 * b)));
+                if constexpr (T::kind == Kind32::Sym) idot -= sy[c][b] << T::off_shift;
+                float P = (float)idot * (dx * dy[c][b]);
+                if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[c][b] * (mval<T>(xr[b]) * dy[c][b]);
+                pv[c] = P;
+            }
+            acc = _mm256_add_ps(acc, _mm256_load_ps(pv));
+        }
+        alignas(32) float out[8];
+        _mm256_store_ps(out, acc);
+        for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
+    }
+};
+
 // Lane maps of a tile: lane p = r*RY + c holds pair (r, c); ir[p] = r, ic[p] = c (0 past NP).
 template <int RX, int RY> struct LaneMap {
     static constexpr int NP = RX * RY, NG = (NP + 7) / 8;
@@ -591,6 +676,7 @@ void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
 }
 
 inline void fill_x86_table(KernelTable& t) {
+    constexpr int kGemmPrepX = 4;
     constexpr int A = kTile32X, Bt = kTile32Y, KX = kTileKX, KY = kTileKY, FX = kTileFX, FY = kTileFY;
     set_entry<vec_dot_32<TQ4_0>, gemm_driver<Gemm32<TQ4_0>, A, Bt>>(t, DType::Q4_0, DType::Q8_0, A, Bt);
     set_entry<vec_dot_32<TQ4_1>, gemm_driver<Gemm32<TQ4_1>, A, Bt>>(t, DType::Q4_1, DType::Q8_0, A, Bt);
@@ -614,6 +700,19 @@ inline void fill_x86_table(KernelTable& t) {
     set_prep(DType::Q4_1, vec_dot_32_prep<TQ4_1>);
     set_prep(DType::Q5_0, vec_dot_32_prep<TQ5_0>);
     set_prep(DType::Q5_1, vec_dot_32_prep<TQ5_1>);
+    // prefill on prepared activations: tiles of 1 weight row x 8 activation rows, the driver
+    // covering up to kGemmPrepX weight rows per call
+    const auto set_gemm_prep = [&t](DType w, GemmFn f) {
+        TypeKernels& k = t.type[(int)w];
+        if (k.vec_dot_type != DType::Q8_0) return;
+        k.gemm_prep = f;
+        k.gemm_prep_rows_x = kGemmPrepX;
+        k.gemm_prep_rows_y = 8;
+    };
+    set_gemm_prep(DType::Q4_0, gemm_driver<GemmPrep32<TQ4_0>, 1, 8>);
+    set_gemm_prep(DType::Q4_1, gemm_driver<GemmPrep32<TQ4_1>, 1, 8>);
+    set_gemm_prep(DType::Q5_0, gemm_driver<GemmPrep32<TQ5_0>, 1, 8>);
+    set_gemm_prep(DType::Q5_1, gemm_driver<GemmPrep32<TQ5_1>, 1, 8>);
     t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;
