@@ -14,9 +14,6 @@ namespace {
 inline __m256i mul_sum_us8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
-inline __m256i mul_sum_us8_acc(__m256i acc, __m256i u, __m256i s) {
-    return _mm256_add_epi32(acc, mul_sum_us8(u, s));
-}
 inline __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off) {  // sum (u - off) * s
     return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(off, s)),
                              _mm256_set1_epi16(1));
@@ -31,7 +28,6 @@ inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
                              _mm256_set1_epi16(1));
 }
 // gemm tiles (16 ymm registers): 2x4 keeps 8 pair lanes in one vector
-constexpr int kTile32X = 2, kTile32Y = 4;
 constexpr int kTileKX = 2, kTileKY = 4;
 constexpr int kTileFX = 3, kTileFY = 3;
 

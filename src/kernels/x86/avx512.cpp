@@ -10,7 +10,6 @@ namespace ggmlpy {
 namespace {
 
 inline __m256i mul_sum_us8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
-inline __m256i mul_sum_us8_acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
 inline __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off) {  // sum (u - off) * s
     return _mm256_sub_epi32(mul_sum_us8(u, s), mul_sum_us8(off, s));
 }
@@ -23,7 +22,6 @@ inline __m256i s8_ycorr(__m256i y) {
 }
 inline __m256i s8_dot(__m256i corr, __m256i xp, __m256i y) { return _mm256_dpbusd_epi32(corr, xp, y); }
 // gemm tiles: 16 pair lanes (two vectors) per tile
-constexpr int kTile32X = 4, kTile32Y = 4;
 constexpr int kTileKX = 4, kTileKY = 4;
 constexpr int kTileFX = 4, kTileFY = 4;
 

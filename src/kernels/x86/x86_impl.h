@@ -7,11 +7,11 @@
 //
 // The including TU provides, in namespace ggmlpy::{anonymous}:
 //   __m256i mul_sum_us8(__m256i u, __m256i s);             // i32 lanes: sums of 4 u8*s8 (no overflow
-//   __m256i mul_sum_us8_acc(__m256i acc, __m256i u, __m256i s); //   for u <= 63; AVX2 pairs saturate above)
+//                                                          //   for u <= 63; AVX2 pairs saturate above)
 //   __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off);  // sum (u - off) * s, u, off <= 63
 //   __m256i s8_prep_x(__m256i x);  __m256i s8_ycorr(__m256i y);
 //   __m256i s8_dot(__m256i ycorr, __m256i xprep, __m256i y);  // sum of lanes = sum x*y, any int8
-//   constexpr int kTile32X, kTile32Y, kTileKX, kTileKY, kTileFX, kTileFY;  // gemm tiles
+//   constexpr int kTileKX, kTileKY, kTileFX, kTileFY;  // gemm tiles
 #pragma once
 #include <immintrin.h>
 
@@ -165,37 +165,18 @@ struct TQ8_0 {
     static constexpr int off_shift = 0;
     static __m256i q(const B& b) { return s8_prep_x(load256(b.qs)); }
     static constexpr int qmax = 127;
+    // the raw int8 quants of two blocks in the pair layout: lo = [a 0..15 | c 0..15], hi = 16..31
+    static void q_pair(const B& a, const B& c, __m256i* lo, __m256i* hi) {
+        *lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)a.qs)),
+                                      _mm_loadu_si128((const __m128i*)c.qs), 1);
+        *hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(a.qs + 16))),
+                                      _mm_loadu_si128((const __m128i*)(c.qs + 16)), 1);
+    }
 };
 
 template <typename T> inline float mval(const typename T::B& b) {
     if constexpr (T::kind == Kind32::Affine) return h2f(b.m);
     else return 0.0f;
-}
-
-// Per activation block: its quants, and the i32 lanes every pair needs (Sym: -off*sum(y) as the
-// dot's start value; Affine: sum(y); S8: the primitive's correction).
-struct Y32 {
-    __m256i q, aux;
-    float d;
-};
-template <typename T> inline Y32 load_y32(const block_q8_0& y) {
-    Y32 r;
-    r.q = load256_reg(y.qs);
-    r.d = h2f(y.d);
-    if constexpr (T::kind == Kind32::Sym)
-        r.aux = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                 _mm256_slli_epi32(mul_sum_us8(_mm256_set1_epi8(1), r.q), T::off_shift));
-    else if constexpr (T::kind == Kind32::Affine)
-        r.aux = mul_sum_us8(_mm256_set1_epi8(1), r.q);
-    else
-        r.aux = s8_ycorr(r.q);
-    return r;
-}
-// i32 lanes whose sum is the exact integer dot of one weight block with one activation block
-template <typename T> inline __m256i dot32(__m256i xq, const Y32& y) {
-    if constexpr (T::kind == Kind32::Sym) return mul_sum_us8_acc(y.aux, xq, y.q);
-    else if constexpr (T::kind == Kind32::Affine) return mul_sum_us8(xq, y.q);
-    else return s8_dot(y.aux, xq, y.q);
 }
 
 // i32 lanes summing to the exact dot of one weight block with one activation block, for vec_dot
@@ -344,9 +325,12 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
 // one transposed hadd tree (level 1 hadd(P0,P1).., level 2 hadd(H01,H23).. = [row c's
 // (p0+p1)+(p2+p3) | row c's (p4+p5)+(p6+p7)], then low + high half), so lane c of acc is row c's
 // running sum, added group by group: vec_dot_32_prep's exact bits for every pair.
+//
+// Q8_0 weights (S8) take the same layout with the sign trick (|x| times y with x's sign): the
+// int16 pairs reach 2*127*127, so each maddubs is widened to int32 at once; lane i of
+// hadd32(hadd32(v0, v1), hadd32(v2, v3)) is again block b+i's exact dot. The block sums are unused.
 template <typename T>
 struct GemmPrep32 {
-    static_assert(T::kind != Kind32::S8, "q8_0 weights have no use for the block sums");
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* prep, size_t bp) {
         static_assert(RX == 1 && RY >= 1 && RY <= 8, "one weight row, up to 8 activation rows");
@@ -379,21 +363,35 @@ struct GemmPrep32 {
                     continue;
                 }
                 const int8_t* yk = yq[c] + 32 * b;
-                __m256i v[4];
+                __m256i v[4], isum;  // isum lane i = block b+i's exact dot
+                if constexpr (T::kind == Kind32::S8) {
+                    const auto dot = [&](__m256i xs, const int8_t* p) {
+                        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xs, xs),
+                                                                      _mm256_sign_epi8(load256(p), xs)), ones);
+                    };
 #pragma GCC unroll 4
-                for (int k = 0; k < 4; ++k)
-                    v[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], load256(yk + 64 * k)),
-                                            _mm256_maddubs_epi16(hi[k], load256(yk + 64 * k + 32)));
-                const __m256i h01 = _mm256_hadd_epi16(v[0], v[1]), h23 = _mm256_hadd_epi16(v[2], v[3]);
-                __m256i isum;  // lane i = block b+i's exact dot (int16 range: see vec_dot_32_prep)
-                if constexpr (T::qmax <= 15) isum = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
-                else isum = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h23, ones));
+                    for (int k = 0; k < 4; ++k)
+                        v[k] = _mm256_add_epi32(dot(lo[k], yk + 64 * k), dot(hi[k], yk + 64 * k + 32));
+                    isum = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+                } else {
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; ++k)
+                        v[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], load256(yk + 64 * k)),
+                                                _mm256_maddubs_epi16(hi[k], load256(yk + 64 * k + 32)));
+                    const __m256i h01 = _mm256_hadd_epi16(v[0], v[1]), h23 = _mm256_hadd_epi16(v[2], v[3]);
+                    // int16 range: see vec_dot_32_prep
+                    if constexpr (T::qmax <= 15) isum = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
+                    else isum = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h23, ones));
+                }
                 const __m256 vdy = _mm256_loadu_ps(dy[c] + b);
-                const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy[c] + b));
-                if constexpr (T::kind == Kind32::Sym) {
+                if constexpr (T::kind == Kind32::S8) {
+                    P[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy));
+                } else if constexpr (T::kind == Kind32::Sym) {
+                    const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy[c] + b));
                     const __m256i idot = _mm256_sub_epi32(isum, _mm256_slli_epi32(vsy, T::off_shift));
                     P[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
                 } else {
+                    const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy[c] + b));
                     P[c] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
                                          _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
                 }
@@ -408,7 +406,8 @@ struct GemmPrep32 {
             const float dx = h2f(xr[b].d);
             alignas(32) float pv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int c = 0; c < RY; ++c) {
-                int32_t idot = hsum_i32(mul_sum_us8(xq, load256(yq[c] + 32 * b)));
+                const __m256i yb = load256(yq[c] + 32 * b);
+                int32_t idot = hsum_i32(T::kind == Kind32::S8 ? dot32_once<T>(xq, yb) : mul_sum_us8(xq, yb));
                 if constexpr (T::kind == Kind32::Sym) idot -= sy[c][b] << T::off_shift;
                 float P = (float)idot * (dx * dy[c][b]);
                 if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[c][b] * (mval<T>(xr[b]) * dy[c][b]);
@@ -419,118 +418,6 @@ struct GemmPrep32 {
         alignas(32) float out[8];
         _mm256_store_ps(out, acc);
         for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
-    }
-};
-
-// Lane maps of a tile: lane p = r*RY + c holds pair (r, c); ir[p] = r, ic[p] = c (0 past NP).
-template <int RX, int RY> struct LaneMap {
-    static constexpr int NP = RX * RY, NG = (NP + 7) / 8;
-    __m256i ir[NG], ic[NG];
-    LaneMap() {
-        alignas(32) int a[NG * 8], c[NG * 8];
-        for (int p = 0; p < NG * 8; ++p) {
-            a[p] = p < NP ? p / RY : 0;
-            c[p] = p < NP ? p % RY : 0;
-        }
-        for (int g = 0; g < NG; ++g) {
-            ir[g] = _mm256_load_si256((const __m256i*)(a + 8 * g));
-            ic[g] = _mm256_load_si256((const __m256i*)(c + 8 * g));
-        }
-    }
-};
-// up to 8 fp16 fields (one per row, rows `stride` bytes apart) -> 8 floats (0 past cnt)
-template <int CNT> inline __m256 load_h_rows(const char* p, size_t stride) {
-    alignas(16) uint16_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int k = 0; k < CNT; ++k) std::memcpy(&h[k], p + k * stride, 2);
-    return _mm256_cvtph_ps(_mm_load_si128((const __m128i*)h));
-}
-
-// Tile of RX weight rows x RY activation rows. Lane p = r*RY + c of a vector holds pair (r, c):
-// the block products of 8 pairs at once, summed per pair in kutil::tree8 order (the tree over a
-// group's 8 blocks is 7 vector adds), exactly as the reference.
-template <typename T>
-struct Gemm32 {
-    template <int RX, int RY>
-    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
-        using B = typename T::B;
-        constexpr int NP = RX * RY, NG = (NP + 7) / 8;
-        const LaneMap<RX, RY> lm;
-        const int64_t nb = n / 32;
-        // P[g]: lane p = the block product of pair p for block b
-        const auto product = [&](int64_t b, __m256* P) __attribute__((always_inline)) {
-            const B* xb = (const B*)x + b;
-            const block_q8_0* yb = (const block_q8_0*)y + b;
-            Y32 yy[RY];
-            for (int c = 0; c < RY; ++c) yy[c] = load_y32<T>(*(const block_q8_0*)((const char*)yb + c * by));
-            // isum[g]: lane p = exact dot of pair p. RY == 4: each row's 4 dots are folded at once
-            // (hadd tree, few live registers); other shapes keep all dots, then reduce8.
-            __m256i isum[NG];
-            if constexpr (RY == 4) {
-                __m256i part[2 * NG];
-                for (int r = RX; r < 2 * NG; ++r) part[r] = _mm256_setzero_si256();
-                for (int r = 0; r < RX; ++r) {
-                    const __m256i xq = T::q(*(const B*)((const char*)xb + r * bx));
-                    const __m256i d01 = _mm256_hadd_epi32(dot32<T>(xq, yy[0]), dot32<T>(xq, yy[1]));
-                    const __m256i d23 = _mm256_hadd_epi32(dot32<T>(xq, yy[2]), dot32<T>(xq, yy[3]));
-                    part[r] = _mm256_hadd_epi32(d01, d23);  // [c0..c3 low half | c0..c3 high half]
-                }
-                for (int g = 0; g < NG; ++g)
-                    isum[g] = _mm256_add_epi32(_mm256_permute2x128_si256(part[2 * g], part[2 * g + 1], 0x20),
-                                               _mm256_permute2x128_si256(part[2 * g], part[2 * g + 1], 0x31));
-            } else {
-                __m256i dots[NG * 8];
-                for (int p = NP; p < NG * 8; ++p) dots[p] = _mm256_setzero_si256();
-                for (int r = 0; r < RX; ++r) {
-                    const __m256i xq = T::q(*(const B*)((const char*)xb + r * bx));
-                    for (int c = 0; c < RY; ++c) dots[r * RY + c] = dot32<T>(xq, yy[c]);
-                }
-                for (int g = 0; g < NG; ++g) isum[g] = reduce8_i32(dots + 8 * g);
-            }
-            const __m256 vx = load_h_rows<RX>((const char*)&xb->d, bx);
-            const __m256 vy = load_h_rows<RY>((const char*)&yb->d, by);
-            __m256 vm = _mm256_setzero_ps(), vsy = _mm256_setzero_ps();
-            if constexpr (T::kind == Kind32::Affine) {
-                vm = load_h_rows<RX>((const char*)&xb->m, bx);
-                __m256i t[8];
-                for (int c = 0; c < 8; ++c) t[c] = c < RY ? yy[c].aux : _mm256_setzero_si256();
-                vsy = _mm256_cvtepi32_ps(reduce8_i32(t));
-            }
-            for (int g = 0; g < NG; ++g) {
-                const __m256 dy = _mm256_permutevar8x32_ps(vy, lm.ic[g]);
-                const __m256 sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(vx, lm.ir[g]), dy);
-                P[g] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[g]), sc);
-                if constexpr (T::kind == Kind32::Affine)
-                    P[g] = _mm256_add_ps(P[g], _mm256_mul_ps(_mm256_permutevar8x32_ps(vsy, lm.ic[g]),
-                                                             _mm256_mul_ps(_mm256_permutevar8x32_ps(vm, lm.ir[g]), dy)));
-            }
-        };
-        // a += b lane-wise, for the NG vectors of a tile
-        const auto add = [](__m256* a, const __m256* b) __attribute__((always_inline)) {
-            for (int g = 0; g < NG; ++g) a[g] = _mm256_add_ps(a[g], b[g]);
-        };
-        __m256 acc[NG];
-        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
-        int64_t b = 0;
-        for (; b + 8 <= nb; b += 8) {
-            __m256 lo[NG], hi[NG], t[NG], P[NG];
-            product(b + 0, lo), product(b + 1, P), add(lo, P);  // P0+P1
-            product(b + 2, t), product(b + 3, P), add(t, P);    // P2+P3
-            add(lo, t);                                         // (P0+P1)+(P2+P3)
-            product(b + 4, hi), product(b + 5, P), add(hi, P);  // P4+P5
-            product(b + 6, t), product(b + 7, P), add(t, P);    // P6+P7
-            add(hi, t);                                         // (P4+P5)+(P6+P7)
-            add(lo, hi);
-            add(acc, lo);
-        }
-        for (; b < nb; ++b) {
-            __m256 P[NG];
-            product(b, P);
-            add(acc, P);
-        }
-        alignas(32) float out[NG * 8];
-        for (int g = 0; g < NG; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
-        for (int r = 0; r < RX; ++r)
-            for (int c = 0; c < RY; ++c) s[c * bs + r] = out[r * RY + c];
     }
 };
 
@@ -677,12 +564,13 @@ void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
 
 inline void fill_x86_table(KernelTable& t) {
     constexpr int kGemmPrepX = 4;
-    constexpr int A = kTile32X, Bt = kTile32Y, KX = kTileKX, KY = kTileKY, FX = kTileFX, FY = kTileFY;
-    set_entry<vec_dot_32<TQ4_0>, gemm_driver<Gemm32<TQ4_0>, A, Bt>>(t, DType::Q4_0, DType::Q8_0, A, Bt);
-    set_entry<vec_dot_32<TQ4_1>, gemm_driver<Gemm32<TQ4_1>, A, Bt>>(t, DType::Q4_1, DType::Q8_0, A, Bt);
-    set_entry<vec_dot_32<TQ5_0>, gemm_driver<Gemm32<TQ5_0>, A, Bt>>(t, DType::Q5_0, DType::Q8_0, A, Bt);
-    set_entry<vec_dot_32<TQ5_1>, gemm_driver<Gemm32<TQ5_1>, A, Bt>>(t, DType::Q5_1, DType::Q8_0, A, Bt);
-    set_entry<vec_dot_32<TQ8_0>, gemm_driver<Gemm32<TQ8_0>, A, Bt>>(t, DType::Q8_0, DType::Q8_0, A, Bt);
+    constexpr int KX = kTileKX, KY = kTileKY, FX = kTileFX, FY = kTileFY;
+    // the 32-block types prefill with gemm_prep (below), so they have no gemm
+    set_entry<vec_dot_32<TQ4_0>, nullptr>(t, DType::Q4_0, DType::Q8_0, 1, 1);
+    set_entry<vec_dot_32<TQ4_1>, nullptr>(t, DType::Q4_1, DType::Q8_0, 1, 1);
+    set_entry<vec_dot_32<TQ5_0>, nullptr>(t, DType::Q5_0, DType::Q8_0, 1, 1);
+    set_entry<vec_dot_32<TQ5_1>, nullptr>(t, DType::Q5_1, DType::Q8_0, 1, 1);
+    set_entry<vec_dot_32<TQ8_0>, nullptr>(t, DType::Q8_0, DType::Q8_0, 1, 1);
     set_entry<vec_dot_K<TQ2_K>, gemm_driver<GemmK<TQ2_K>, KX, KY>>(t, DType::Q2_K, DType::Q8_K, KX, KY);
     set_entry<vec_dot_K<TQ3_K>, gemm_driver<GemmK<TQ3_K>, KX, KY>>(t, DType::Q3_K, DType::Q8_K, KX, KY);
     set_entry<vec_dot_K<TQ4_K>, gemm_driver<GemmK<TQ4_K>, KX, KY>>(t, DType::Q4_K, DType::Q8_K, KX, KY);
@@ -713,6 +601,7 @@ inline void fill_x86_table(KernelTable& t) {
     set_gemm_prep(DType::Q4_1, gemm_driver<GemmPrep32<TQ4_1>, 1, 8>);
     set_gemm_prep(DType::Q5_0, gemm_driver<GemmPrep32<TQ5_0>, 1, 8>);
     set_gemm_prep(DType::Q5_1, gemm_driver<GemmPrep32<TQ5_1>, 1, 8>);
+    set_gemm_prep(DType::Q8_0, gemm_driver<GemmPrep32<TQ8_0>, 1, 8>);
     t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;
