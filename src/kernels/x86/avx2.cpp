@@ -27,8 +27,7 @@ inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
                              _mm256_set1_epi16(1));
 }
-// gemm tiles (16 ymm registers): 2x4 keeps 8 pair lanes in one vector
-constexpr int kTileKX = 2, kTileKY = 4;
+// float gemm tile (16 ymm registers)
 constexpr int kTileFX = 3, kTileFY = 3;
 
 }  // namespace

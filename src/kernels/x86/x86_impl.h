@@ -11,7 +11,7 @@
 //   __m256i mul_sum_us8_off(__m256i u, __m256i s, __m256i off);  // sum (u - off) * s, u, off <= 63
 //   __m256i s8_prep_x(__m256i x);  __m256i s8_ycorr(__m256i y);
 //   __m256i s8_dot(__m256i ycorr, __m256i xprep, __m256i y);  // sum of lanes = sum x*y, any int8
-//   constexpr int kTileKX, kTileKY, kTileFX, kTileFY;  // gemm tiles
+//   constexpr int kTileFX, kTileFY;  // float gemm tiles
 #pragma once
 #include <immintrin.h>
 
@@ -564,18 +564,19 @@ void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
 
 inline void fill_x86_table(KernelTable& t) {
     constexpr int kGemmPrepX = 4;
-    constexpr int KX = kTileKX, KY = kTileKY, FX = kTileFX, FY = kTileFY;
+    // K-quant tiles: 1 weight row x 8 activation rows, the driver covering kGemmKX rows per call
+    constexpr int kGemmKX = 4, FX = kTileFX, FY = kTileFY;
     // the 32-block types prefill with gemm_prep (below), so they have no gemm
     set_entry<vec_dot_32<TQ4_0>, nullptr>(t, DType::Q4_0, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ4_1>, nullptr>(t, DType::Q4_1, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ5_0>, nullptr>(t, DType::Q5_0, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ5_1>, nullptr>(t, DType::Q5_1, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ8_0>, nullptr>(t, DType::Q8_0, DType::Q8_0, 1, 1);
-    set_entry<vec_dot_K<TQ2_K>, gemm_driver<GemmK<TQ2_K>, KX, KY>>(t, DType::Q2_K, DType::Q8_K, KX, KY);
-    set_entry<vec_dot_K<TQ3_K>, gemm_driver<GemmK<TQ3_K>, KX, KY>>(t, DType::Q3_K, DType::Q8_K, KX, KY);
-    set_entry<vec_dot_K<TQ4_K>, gemm_driver<GemmK<TQ4_K>, KX, KY>>(t, DType::Q4_K, DType::Q8_K, KX, KY);
-    set_entry<vec_dot_K<TQ5_K>, gemm_driver<GemmK<TQ5_K>, KX, KY>>(t, DType::Q5_K, DType::Q8_K, KX, KY);
-    set_entry<vec_dot_K<TQ6_K>, gemm_driver<GemmK<TQ6_K>, KX, KY>>(t, DType::Q6_K, DType::Q8_K, KX, KY);
+    set_entry<vec_dot_K<TQ2_K>, gemm_driver<GemmK<TQ2_K>, 1, 8>>(t, DType::Q2_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ3_K>, gemm_driver<GemmK<TQ3_K>, 1, 8>>(t, DType::Q3_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ4_K>, gemm_driver<GemmK<TQ4_K>, 1, 8>>(t, DType::Q4_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ5_K>, gemm_driver<GemmK<TQ5_K>, 1, 8>>(t, DType::Q5_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ6_K>, gemm_driver<GemmK<TQ6_K>, 1, 8>>(t, DType::Q6_K, DType::Q8_K, kGemmKX, 8);
     set_entry<vec_dot_fw<WF32>, gemm_driver<GemmF<WF32>, FX, FY>>(t, DType::F32, DType::F32, FX, FY);
     set_entry<vec_dot_fw<WF16>, gemm_driver<GemmF<WF16>, FX, FY>>(t, DType::F16, DType::F32, FX, FY);
     set_entry<vec_dot_fw<WBF16>, gemm_driver<GemmF<WBF16>, FX, FY>>(t, DType::BF16, DType::F32, FX, FY);

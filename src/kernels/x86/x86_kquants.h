@@ -14,15 +14,8 @@ struct KSc {
     float d, dm;
 };
 
-// int16 scales of chunk k from the 16 int8 scales: lanes 0..7 sub-block 2k, lanes 8..15 sub-block
-// 2k+1 (the gemm tiles use this form: no extra live registers per weight row)
-inline __m256i scale_chunk(__m128i sc8, int k) {
-    const __m128i m = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                   _mm_set1_epi8((char)(2 * k)));
-    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, m));
-}
 // The 16 int16 scales as two vectors (scales 0..7 / 8..15, repeated in both 128-bit lanes), so
-// each chunk's scales are one in-lane byte shuffle instead of a shuffle plus a widening (vec_dot).
+// each chunk's scales are one in-lane byte shuffle instead of a shuffle plus a widening.
 struct KScales16 {
     __m256i lo, hi;
 };
@@ -208,56 +201,53 @@ void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
     *s = sumf;
 }
 
-// Tile of RX x RY pairs; lane p = r*RY + c; per super-block and pair the reference's float
-// combination, added to the pair's running sum in block order.
+// Tile of one weight row x up to 8 activation rows (lane c of the vectors = activation row c).
+// Per super-block, each chunk of weight quants is unpacked once and multiplied into the 8 rows'
+// i32 accumulators: maddubs, madd with the chunk's scales, add (3 ops per row and chunk). The
+// offset of Q3_K / Q6_K is taken out through the activation's bsums instead of per chunk:
+//   sum_j sc_j * sum((q - off) * y) = sum_j sc_j * sum(q * y) - off * sum_j sc_j * bsums_j
+// (exact integers either way; maddubs pairs stay <= 2*63*128). The 8 rows' sums are reduced to
+// one vector each (lane = row) and combined as the reference does, added in block order.
 template <typename T>
 struct GemmK {
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        static_assert(RX == 1 && RY >= 1 && RY <= 8, "one weight row, up to 8 activation rows");
         using B = typename T::B;
-        constexpr int NP = RX * RY, NG = (NP + 7) / 8;
-        __m256 acc[NG];
-        for (int g = 0; g < NG; ++g) acc[g] = _mm256_setzero_ps();
+        const B* xr = (const B*)x;
+        const block_q8_K* yr[RY];
+        for (int c = 0; c < RY; ++c) yr[c] = (const block_q8_K*)(y + c * by);
+        __m256 acc = _mm256_setzero_ps();
         for (int64_t b = 0; b < n / QK_K; ++b) {
-            const B* xb[RX];
-            const block_q8_K* yb[RY];
-            KSc sc[RX];
-            for (int c = 0; c < RY; ++c) yb[c] = (const block_q8_K*)(y + c * by) + b;
-            for (int r = 0; r < RX; ++r) {
-                xb[r] = (const B*)(x + r * bx) + b;
-                T::scales(*xb[r], sc[r]);
-            }
-            __m256i is[NG * 8], ms[NG * 8];
-            for (int p = 0; p < NG * 8; ++p) is[p] = ms[p] = _mm256_setzero_si256();
+            const B& xb = xr[b];
+            KSc sc;
+            T::scales(xb, sc);
+            const KScales16 s16 = widen_scales(sc.sc8);
+            __m256i is[8], ms[8];
+            for (int c = 0; c < 8; ++c) is[c] = ms[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
             for (int k = 0; k < 8; ++k) {
-                __m256i yq[RY], yo[RY];
-                for (int c = 0; c < RY; ++c) {
-                    yq[c] = load256(yb[c]->qs + 32 * k);
-                    yo[c] = yoff_chunk<T::off>(yq[c]);
-                }
-                for (int r = 0; r < RX; ++r) {
-                    const __m256i xq = T::chunk(*xb[r], k), s16 = scale_chunk(sc[r].sc8, k);
-                    for (int c = 0; c < RY; ++c) is[r * RY + c] = kchunk<T::off>(is[r * RY + c], xq, yq[c], yo[c], s16);
-                }
+                const __m256i xq = T::chunk(xb, k), sk = scale_chunk16(s16, k);
+#pragma GCC unroll 8
+                for (int c = 0; c < RY; ++c)
+                    is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(_mm256_maddubs_epi16(xq, load256(yr[c][b].qs + 32 * k)), sk));
             }
-            alignas(32) float vd[NG * 8], vdm[NG * 8], vdy[NG * 8];
-            for (int p = 0; p < NG * 8; ++p) vd[p] = vdm[p] = vdy[p] = 0.0f;
-            for (int r = 0; r < RX; ++r)
-                for (int c = 0; c < RY; ++c) {
-                    const int p = r * RY + c;
-                    vd[p] = sc[r].d;
-                    vdm[p] = sc[r].dm;
-                    vdy[p] = yb[c]->d;
-                    if constexpr (T::off == 0) ms[p] = _mm256_madd_epi16(sc[r].mins, load256(yb[c]->bsums));
-                }
-            for (int g = 0; g < NG; ++g)
-                acc[g] = _mm256_add_ps(acc[g], kcombine_v<T>(_mm256_load_ps(vd + 8 * g), _mm256_load_ps(vdm + 8 * g),
-                                                             _mm256_load_ps(vdy + 8 * g), reduce8_i32(is + 8 * g),
-                                                             reduce8_i32(ms + 8 * g)));
+            // mins types: sum(m * bsums); offset types: sum(sc * bsums), times off below
+            const __m256i w16 = T::off == 0 ? sc.mins : _mm256_cvtepi8_epi16(sc.sc8);
+            for (int c = 0; c < RY; ++c) ms[c] = _mm256_madd_epi16(w16, load256(yr[c][b].bsums));
+            __m256i isum = reduce8_i32(is);
+            const __m256i msum = reduce8_i32(ms);
+            if constexpr (T::off != 0) {
+                static_assert(T::off == 4 || T::off == 32, "off is a shift");
+                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(msum, T::off == 4 ? 2 : 5));
+            }
+            alignas(32) float dy[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int c = 0; c < RY; ++c) dy[c] = yr[c][b].d;
+            acc = _mm256_add_ps(acc, kcombine_v<T>(_mm256_set1_ps(sc.d), _mm256_set1_ps(sc.dm), _mm256_load_ps(dy),
+                                                   isum, msum));
         }
-        alignas(32) float out[NG * 8];
-        for (int g = 0; g < NG; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
-        for (int r = 0; r < RX; ++r)
-            for (int c = 0; c < RY; ++c) s[c * bs + r] = out[r * RY + c];
+        alignas(32) float out[8];
+        _mm256_store_ps(out, acc);
+        for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
     }
 };
