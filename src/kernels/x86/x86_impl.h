@@ -480,21 +480,41 @@ template <typename W>
 struct GemmF {
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
+        // fully unrolled, so the accumulators stay in registers (left as loops, GCC -O2 kept them
+        // on the stack: a load and a store around every FMA)
         __m256 acc[RX][RY];
+#pragma GCC unroll 8
         for (int r = 0; r < RX; ++r)
+#pragma GCC unroll 8
             for (int c = 0; c < RY; ++c) acc[r][c] = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 8 <= n; i += 8) {
             __m256 yv[RY];
+#pragma GCC unroll 8
             for (int c = 0; c < RY; ++c) yv[c] = _mm256_loadu_ps((const float*)(y + c * by) + i);
+#pragma GCC unroll 8
             for (int r = 0; r < RX; ++r) {
                 const __m256 xv = W::load8((const typename W::E*)(x + r * bx) + i);
+#pragma GCC unroll 8
                 for (int c = 0; c < RY; ++c) acc[r][c] = _mm256_fmadd_ps(xv, yv[c], acc[r][c]);
             }
         }
+        // horizontal sums of the RX*RY accumulators, 8 per transposed hadd tree (lane p = pair p)
+        constexpr int NP = RX * RY, NG = (NP + 7) / 8;
+        alignas(32) float out[NG * 8];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; ++g) {
+            __m256 a[8];
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; ++q) a[q] = 8 * g + q < NP ? acc[(8 * g + q) / RY][(8 * g + q) % RY] : _mm256_setzero_ps();
+            const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+            const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+            _mm256_store_ps(out + 8 * g, _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20),
+                                                       _mm256_permute2f128_ps(h0, h1, 0x31)));
+        }
         for (int r = 0; r < RX; ++r)
             for (int c = 0; c < RY; ++c) {
-                float t = hsum_ps(acc[r][c]);
+                float t = out[r * RY + c];
                 const typename W::E* xr = (const typename W::E*)(x + r * bx);
                 const float* yr = (const float*)(y + c * by);
                 for (int64_t j = i; j < n; ++j) t += W::one(xr + j) * yr[j];

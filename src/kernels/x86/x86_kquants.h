@@ -223,14 +223,23 @@ struct GemmK {
             KSc sc;
             T::scales(xb, sc);
             const KScales16 s16 = widen_scales(sc.sc8);
-            __m256i is[8], ms[8];
-            for (int c = 0; c < 8; ++c) is[c] = ms[c] = _mm256_setzero_si256();
+            // the super-block's 8 chunks and their scales, unpacked once (L1), then per row
+            alignas(32) __m256i xq[8], sk[8];
 #pragma GCC unroll 8
             for (int k = 0; k < 8; ++k) {
-                const __m256i xq = T::chunk(xb, k), sk = scale_chunk16(s16, k);
+                xq[k] = T::chunk(xb, k);
+                sk[k] = scale_chunk16(s16, k);
+            }
+            __m256i is[8], ms[8];
 #pragma GCC unroll 8
-                for (int c = 0; c < RY; ++c)
-                    is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(_mm256_maddubs_epi16(xq, load256(yr[c][b].qs + 32 * k)), sk));
+            for (int c = 0; c < 8; ++c) {
+                is[c] = ms[c] = _mm256_setzero_si256();
+                if (c >= RY) continue;
+                __m256i a = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; ++k)
+                    a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(xq[k], load256(yr[c][b].qs + 32 * k)), sk[k]));
+                is[c] = a;
             }
             // mins types: sum(m * bsums); offset types: sum(sc * bsums), times off below
             const __m256i w16 = T::off == 0 ? sc.mins : _mm256_cvtepi8_epi16(sc.sc8);
