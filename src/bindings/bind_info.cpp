@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <vector>
 #include <sstream>
 
 #include "bindings.h"
@@ -50,8 +51,9 @@ std::string info_text() {
 }
 
 // out[c, r] = dot(weight row r, activation row c) through one named table, exactly as matmul
-// does it: activations converted once per row to the partner type (from_float), then vec_dot
-// or gemm tiles. w: nrows rows of type t with n elements each (bytes); x: (m, n) float32.
+// does it: activations converted once per row to the partner type (from_float), then vec_dot,
+// or (use_gemm) the gemm_prep tiles on the rows' q8_0_prep data where the table has them, else
+// the gemm tiles. w: nrows rows of type t with n elements each (bytes); x: (m, n) float32.
 // Returns (out (m, nrows) float32, partner type name, partner rows as bytes). For tests.
 py::tuple kernel_matmul(const std::string& table, const std::string& type_name,
                         py::array_t<uint8_t, py::array::c_style> w, int64_t n,
@@ -82,7 +84,17 @@ py::tuple kernel_matmul(const std::string& table, const std::string& type_name,
         py::gil_scoped_release release;
         for (int64_t c = 0; c < m; ++c) from_float(xp + c * n, &ybytes[(size_t)c * prs], n);
         const char* yp = ybytes.data();
-        if (use_gemm && k.gemm) {
+        if (use_gemm && k.gemm_prep && p == DType::Q8_0) {  // prefill on the rows' q8_0_prep data
+            const size_t pps = q8_0_prep_size(n);
+            std::vector<char> prep(pps * (size_t)m);
+            for (int64_t c = 0; c < m; ++c) q8_0_prep(yp + c * prs, &prep[(size_t)c * pps], n);
+            const int tx = std::max(1, k.gemm_prep_rows_x), ty = std::max(1, k.gemm_prep_rows_y);
+            for (int64_t c0 = 0; c0 < m; c0 += ty)
+                for (int64_t r0 = 0; r0 < nrows; r0 += tx)
+                    k.gemm_prep(n, op + c0 * nrows + r0, (size_t)nrows, wp + r0 * rs, rs,
+                                (int)std::min<int64_t>(tx, nrows - r0), &prep[(size_t)c0 * pps], pps,
+                                (int)std::min<int64_t>(ty, m - c0));
+        } else if (use_gemm && k.gemm) {
             const int tx = std::max(1, k.gemm_rows_x), ty = std::max(1, k.gemm_rows_y);
             for (int64_t c0 = 0; c0 < m; c0 += ty)
                 for (int64_t r0 = 0; r0 < nrows; r0 += tx)

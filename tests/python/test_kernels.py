@@ -70,7 +70,7 @@ def test_table_matches_float64_reference(zoo, table, type_name):
     rows, n = zoo[type_name]
     nrows = rows.shape[0]
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((5, n)).astype(np.float32)
+    x = rng.standard_normal((11, n)).astype(np.float32)  # 11 rows: more than one gemm tile, ragged
     x[1] *= 20.0  # another activation scale
     w = np.ascontiguousarray(rows).reshape(-1)
     out, partner, ybytes = _core.kernel_matmul(table, type_name, w, n, x)
