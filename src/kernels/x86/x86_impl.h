@@ -346,6 +346,35 @@ struct GemmPrep32 {
             yq[c] = (const int8_t*)(sy[c] + nb);
         }
         const __m256i ones = _mm256_set1_epi16(1);
+        // The blocks past the last full group (quants as is) first, the 8 rows as lanes:
+        // vec_dot_32_prep's per-block ops, P_c = (float)idot_c * (dx * dy_c) [+ Affine term]. They
+        // are added after the groups, in block order (the reference's order); computed here, their
+        // reductions overlap the group loop instead of ending every tile with them.
+        const int64_t nfull = nb / 8 * 8;
+        __m256 tail[7];
+        for (int64_t b = nfull; b < nb; ++b) {
+            const __m256i xq = T::q(xr[b]);
+            __m256i d[8];
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; ++c) {
+                if (c >= RY) {
+                    d[c] = _mm256_setzero_si256();
+                    continue;
+                }
+                const __m256i yb = load256(yq[c] + 32 * b);
+                d[c] = T::kind == Kind32::S8 ? dot32_once<T>(xq, yb) : mul_sum_us8(xq, yb);
+            }
+            const auto fdy = [&](int c) { return c < RY ? dy[c][b] : 0.0f; };
+            const auto isy = [&](int c) { return c < RY ? sy[c][b] : 0; };
+            const __m256 dyv = _mm256_setr_ps(fdy(0), fdy(1), fdy(2), fdy(3), fdy(4), fdy(5), fdy(6), fdy(7));
+            const __m256i syv = _mm256_setr_epi32(isy(0), isy(1), isy(2), isy(3), isy(4), isy(5), isy(6), isy(7));
+            __m256i idot = reduce8_i32(d);  // lane c = row c's exact dot
+            if constexpr (T::kind == Kind32::Sym) idot = _mm256_sub_epi32(idot, _mm256_slli_epi32(syv, T::off_shift));
+            __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(_mm256_set1_ps(h2f(xr[b].d)), dyv));
+            if constexpr (T::kind == Kind32::Affine)
+                P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_cvtepi32_ps(syv), _mm256_mul_ps(_mm256_set1_ps(mval<T>(xr[b])), dyv)));
+            tail[b - nfull] = P;
+        }
         __m256 acc = _mm256_setzero_ps();
         int64_t b = 0;
         for (; b + 8 <= nb; b += 8) {
@@ -401,20 +430,7 @@ struct GemmPrep32 {
             acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
                                                    _mm256_permute2f128_ps(q0, q1, 0x31)));
         }
-        for (; b < nb; ++b) {  // past the last full group: the quants are as is, one block per step
-            const __m256i xq = T::q(xr[b]);
-            const float dx = h2f(xr[b].d);
-            alignas(32) float pv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int c = 0; c < RY; ++c) {
-                const __m256i yb = load256(yq[c] + 32 * b);
-                int32_t idot = hsum_i32(T::kind == Kind32::S8 ? dot32_once<T>(xq, yb) : mul_sum_us8(xq, yb));
-                if constexpr (T::kind == Kind32::Sym) idot -= sy[c][b] << T::off_shift;
-                float P = (float)idot * (dx * dy[c][b]);
-                if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[c][b] * (mval<T>(xr[b]) * dy[c][b]);
-                pv[c] = P;
-            }
-            acc = _mm256_add_ps(acc, _mm256_load_ps(pv));
-        }
+        for (; b < nb; ++b) acc = _mm256_add_ps(acc, tail[b - nfull]);
         alignas(32) float out[8];
         _mm256_store_ps(out, acc);
         for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
