@@ -197,44 +197,38 @@ void test_table(const std::string& name) {
                                     tolerance(t, n, abs_dot(xd[r], yd[c])));
                     }
                 }
-            if (k.gemm_prep) {  // prefill on q8_0_prep rows (padded stride): vec_dot_prep's bits
-                CHECK(p == DType::Q8_0);
-                const size_t bp = q8_0_prep_size(n) + 32;
-                std::vector<uint8_t> P(bp * nry);
-                for (int c = 0; c < nry; ++c) q8_0_prep(&Y[c * by], &P[c * bp], n);
-                for (int ty = 1; ty <= k.gemm_prep_rows_y; ++ty)
-                    for (int tx = 1; tx <= k.gemm_prep_rows_x; ++tx) {
+            // every tile shape up to the table's maximum, output stride bs > nrx, NaN sentinels;
+            // run(S, bs, tx, ty) calls the kernel on the first tx weight rows, ty activation rows
+            const auto check_tiles = [&](const char* what, int mx, int my, const auto& run) {
+                for (int ty = 1; ty <= std::max(1, my); ++ty)
+                    for (int tx = 1; tx <= std::max(1, mx); ++tx) {
                         const size_t bs = (size_t)tx + 3;
                         std::vector<float> S(bs * ty, NAN);
-                        k.gemm_prep(n, S.data(), bs, X.data(), bx, tx, P.data(), bp, ty);
+                        run(S.data(), bs, tx, ty);
                         for (int c = 0; c < ty; ++c)
                             for (size_t r = 0; r < bs; ++r) {
                                 if ((int)r >= tx) {
                                     CHECK(std::isnan(S[c * bs + r]));  // wrote outside its tile
                                     continue;
                                 }
-                                check_close("gemm_prep", name, t, n, S[c * bs + r], sref[c * nrx + r],
+                                check_close(what, name, t, n, S[c * bs + r], sref[c * nrx + r],
                                             tolerance(t, n, abs_dot(xd[r], yd[c])));
                             }
                     }
+            };
+            if (k.gemm_prep) {  // prefill on q8_0_prep rows (padded stride): vec_dot_prep's bits
+                CHECK(p == DType::Q8_0);
+                const size_t bp = q8_0_prep_size(n) + 32;
+                std::vector<uint8_t> P(bp * nry);
+                for (int c = 0; c < nry; ++c) q8_0_prep(&Y[c * by], &P[c * bp], n);
+                check_tiles("gemm_prep", k.gemm_prep_rows_x, k.gemm_prep_rows_y, [&](float* S, size_t bs, int tx, int ty) {
+                    k.gemm_prep(n, S, bs, X.data(), bx, tx, P.data(), bp, ty);
+                });
             }
-            if (!k.gemm) continue;
-            // every tile shape up to the table's maximum, output stride bs > nrx, NaN sentinels
-            for (int ty = 1; ty <= std::max(1, k.gemm_rows_y); ++ty)
-                for (int tx = 1; tx <= std::max(1, k.gemm_rows_x); ++tx) {
-                    const size_t bs = (size_t)tx + 3;
-                    std::vector<float> S(bs * ty, NAN);
-                    k.gemm(n, S.data(), bs, X.data(), bx, tx, Y.data(), by, ty);
-                    for (int c = 0; c < ty; ++c)
-                        for (size_t r = 0; r < bs; ++r) {
-                            if ((int)r >= tx) {
-                                CHECK(std::isnan(S[c * bs + r]));  // gemm wrote outside its tile
-                                continue;
-                            }
-                            check_close("gemm", name, t, n, S[c * bs + r], sref[c * nrx + r],
-                                        tolerance(t, n, abs_dot(xd[r], yd[c])));
-                        }
-                }
+            if (k.gemm)
+                check_tiles("gemm", k.gemm_rows_x, k.gemm_rows_y, [&](float* S, size_t bs, int tx, int ty) {
+                    k.gemm(n, S, bs, X.data(), bx, tx, Y.data(), by, ty);
+                });
         }
     }
     // activation conversions: every partner type has one; every from_float a table overrides
