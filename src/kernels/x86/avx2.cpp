@@ -1,7 +1,8 @@
 // AVX2 (+FMA, F16C) kernel table: a copy of the scalar table with every weight type's vec_dot and
-// gemm, the Q8_0 / Q8_K / F16 / BF16 from_float and the f32 helpers replaced by 256-bit code
-// (bodies in x86_impl.h). Integer types and from_float give the scalar table's exact bits. Float
-// weights (vec_dot and gemm) accumulate in f32 FMA: |s - scalar| <= (n+4)*eps*sum|x_i*y_i|.
+// prefill tiles (gemm_prep for the 32-block types, gemm for the others), the Q8_0 / Q8_K / F16 /
+// BF16 from_float and the f32 helpers replaced by 256-bit code (bodies in x86_impl.h). Integer
+// types and from_float give the scalar table's exact bits. Float weights (vec_dot and gemm)
+// accumulate in f32 FMA: |s - scalar| <= (n+4)*eps*sum|x_i*y_i|.
 #include <immintrin.h>
 
 #include "kernels/kernels.h"

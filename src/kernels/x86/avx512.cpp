@@ -1,6 +1,6 @@
 // AVX-512 (F/BW/VL/VNNI/BF16) kernel table: the avx2 bodies of x86_impl.h compiled with VNNI
 // primitives (vpdpbusd: u8 x s8 summed into i32 with no int16 saturation, so q8_0 weights use the
-// x+128 trick) and larger gemm tiles (32 vector registers). Exactness as avx2.cpp: integer types
+// x+128 trick) and a larger float gemm tile (32 vector registers). Exactness as avx2.cpp: integer types
 // and from_float equal the scalar table's bits; float weights within (n+4)*eps*sum|x_i*y_i|.
 #include <immintrin.h>
 
