@@ -1,9 +1,11 @@
 // Forward functions of the row-wise elementwise ops: CONT / CPY (copy with f32/f16/bf16
 // conversion, any strides), ADD / MUL (b broadcast over a), SCALE, SILU, GELU, GELU_ERF, SWIGLU.
 // Rows (i1, i2, i3) are split in contiguous blocks over threads; results are written through the
-// output's own strides (dense except for CPY into a view).
+// output's own strides (dense except for CPY into a view). SILU, SWIGLU and GELU run on the kernel
+// table's activation helpers (vectorized exp), strided rows through a dense copy.
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "compute/forward.h"
 #include "core/op_params.h"
@@ -59,12 +61,6 @@ inline size_t elem_offset(const Tensor* t, int64_t j) {
     const int64_t i0 = j % t->ne[0];
     return (size_t)i0 * t->nb[0] + row_offset(t, j / t->ne[0]);
 }
-
-inline float gelu_tanh(float x) {
-    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
-    return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
-}
-inline float silu_f(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
@@ -128,8 +124,11 @@ void forward_unary(const Tensor* t, const ComputeParams& p) {
     const Tensor* b = t->src[1];  // SWIGLU only
     const int64_t ne0 = t->ne[0];
     const float s = t->op == Op::SCALE ? param_f32(t, 0) : 0.0f;
+    const KernelTable& k = kernels();
     int64_t r0, r1;
     split_rows(t->nrows(), p.ith, p.nth, r0, r1);
+    // strided rows are gathered here first: the kernel-table helpers take dense rows
+    std::vector<float> tmp;
     for (int64_t r = r0; r < r1; ++r) {
         const char* ar = static_cast<const char*>(a->data) + row_offset(a, r);
         const char* br = b ? static_cast<const char*>(b->data) + row_offset(b, r) : nullptr;
@@ -142,20 +141,29 @@ void forward_unary(const Tensor* t, const ComputeParams& p) {
                 for (int64_t i = 0; i < ne0; ++i) Y(i) = X(i) * s;
                 break;
             case Op::SILU:
-                for (int64_t i = 0; i < ne0; ++i) Y(i) = silu_f(X(i));
+            case Op::SWIGLU:
+            case Op::GELU: {
+                const bool dense = sa == 4 && sy == 4 && (!b || sb == 4);
+                const float *x = reinterpret_cast<const float*>(ar), *g = reinterpret_cast<const float*>(br);
+                float* y = reinterpret_cast<float*>(yr);
+                if (!dense) {
+                    tmp.resize((size_t)ne0 * 2);
+                    for (int64_t i = 0; i < ne0; ++i) tmp[i] = X(i);
+                    for (int64_t i = 0; b && i < ne0; ++i) tmp[ne0 + i] = *reinterpret_cast<const float*>(br + (size_t)i * sb);
+                    x = y = tmp.data();
+                    g = b ? tmp.data() + ne0 : nullptr;
+                }
+                if (t->op == Op::GELU) k.vec_gelu_f32(ne0, y, x);
+                else k.vec_silu_f32(ne0, y, x, g);
+                if (!dense)
+                    for (int64_t i = 0; i < ne0; ++i) Y(i) = tmp[i];
                 break;
-            case Op::GELU:
-                for (int64_t i = 0; i < ne0; ++i) Y(i) = gelu_tanh(X(i));
-                break;
+            }
             case Op::GELU_ERF:
                 for (int64_t i = 0; i < ne0; ++i) {
                     const float x = X(i);
                     Y(i) = 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
                 }
-                break;
-            case Op::SWIGLU:
-                for (int64_t i = 0; i < ne0; ++i)
-                    Y(i) = silu_f(X(i)) * *reinterpret_cast<const float*>(br + (size_t)i * sb);
                 break;
             default:
                 break;

@@ -3,11 +3,13 @@
 // linear and per-dimension frequency scaling). Sums are accumulated in double; any input strides.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "compute/forward.h"
 #include "core/op_params.h"
 #include "ggmlpy/ops.h"
+#include "kernels/kernels.h"
 
 namespace ggmlpy {
 namespace {
@@ -84,6 +86,7 @@ void forward_soft_max(const Tensor* t, const ComputeParams& p) {
     const bool causal = t->op_params[1] != 0;
     const int64_t n_past = param_i64(t, 2);
     const int64_t n = t->ne[0];
+    const KernelTable& k = kernels();
     int64_t r0, r1;
     split_rows(t->nrows(), p.ith, p.nth, r0, r1);
     for (int64_t r = r0; r < r1; ++r) {
@@ -91,19 +94,23 @@ void forward_soft_max(const Tensor* t, const ComputeParams& p) {
         const char* x = static_cast<const char*>(a->data) + row_offset(a, r);
         float* y = reinterpret_cast<float*>(static_cast<char*>(t->data) + row_offset(t, r));
         const int64_t nv = causal ? std::min(n, n_past + iq + 1) : n;  // visible keys
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < nv; ++i) {
-            y[i] = elem(a, x, i) * scale;
-            mx = std::max(mx, y[i]);
+        if (a->type == DType::F32 && a->nb[0] == 4) {
+            if ((const void*)x != (const void*)y) std::memcpy(y, x, (size_t)nv * sizeof(float));
+            k.vec_scale_f32(nv, y, scale);
+        } else {
+            for (int64_t i = 0; i < nv; ++i) y[i] = elem(a, x, i) * scale;
         }
-        double sum = 0.0;
-        for (int64_t i = 0; i < nv; ++i) {
-            const float e = std::exp(y[i] - mx);
-            y[i] = e;
-            sum += e;
-        }
+        // row max in 4 independent chains (one chain is a max-latency bound)
+        const float ninf = -std::numeric_limits<float>::infinity();
+        float m4[4] = {ninf, ninf, ninf, ninf};
+        int64_t i = 0;
+        for (; i + 4 <= nv; i += 4)
+            for (int j = 0; j < 4; ++j) m4[j] = std::max(m4[j], y[i + j]);
+        for (; i < nv; ++i) m4[0] = std::max(m4[0], y[i]);
+        const float mx = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+        const double sum = k.vec_exp_sum_f32(nv, y, y, mx);  // y = exp(y - mx)
         const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
-        for (int64_t i = 0; i < nv; ++i) y[i] *= inv;
+        k.vec_scale_f32(nv, y, inv);
         for (int64_t i = nv; i < n; ++i) y[i] = 0.0f;
     }
 }

@@ -65,6 +65,13 @@ struct KernelTable {
     void (*vec_scale_f32)(int64_t n, float* y, float v) = nullptr;               // y *= v
     void (*fp16_to_fp32_row)(const uint16_t* x, float* y, int64_t n) = nullptr;
     void (*fp32_to_fp16_row)(const float* x, uint16_t* y, int64_t n) = nullptr;
+    // activation helpers on f32 rows (y may be x): softmax's exponentials y = exp(x - mx),
+    // returning their sum (in double); y = silu(x) [* g] = x / (1 + exp(-x)) [* g] (g may be null:
+    // SILU, else SWIGLU); y = gelu(x), the tanh approximation GPT-J uses. The scalar table calls
+    // libm; the SIMD tables use their own exp (tolerances in tests/cpp/test_kernels.cpp).
+    double (*vec_exp_sum_f32)(int64_t n, float* y, const float* x, float mx) = nullptr;
+    void (*vec_silu_f32)(int64_t n, float* y, const float* x, const float* g) = nullptr;
+    void (*vec_gelu_f32)(int64_t n, float* y, const float* x) = nullptr;
 };
 
 // The table in use (first call picks it: GGMLPY_ISA if set, else the best the CPU runs).

@@ -4,6 +4,7 @@
 // the integer dot is exact (int32), and only the per-block scale combination is float; the
 // 32-element types add their block products in the order kutil::tree8 states.
 // Portable C++ only; no intrinsics. Speed is not a goal here, clarity and exactness are.
+#include <cmath>
 #include <cstring>
 
 #include "kernels/kernel_util.h"
@@ -286,6 +287,30 @@ void fp32_to_fp16_row(const float* x, uint16_t* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
 }
 
+// ---- activation helpers: libm, the formulas of the models' reference code -------------------
+double vec_exp_sum_f32(int64_t n, float* y, const float* x, float mx) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float e = std::exp(x[i] - mx);
+        y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+void vec_silu_f32(int64_t n, float* y, const float* x, const float* g) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = x[i] / (1.0f + std::exp(-x[i]));
+        y[i] = g ? v * g[i] : v;
+    }
+}
+void vec_gelu_f32(int64_t n, float* y, const float* x) {
+    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = x[i];
+        y[i] = 0.5f * v * (1.0f + std::tanh(c * (v + 0.044715f * v * v * v)));
+    }
+}
+
 template <VecDotFn F>
 void set_weight(KernelTable& t, DType w, DType partner) {
     TypeKernels& k = t.type[(int)w];
@@ -334,6 +359,9 @@ KernelTable make_scalar() {
     t.vec_scale_f32 = vec_scale_f32;
     t.fp16_to_fp32_row = fp16_to_fp32_row;
     t.fp32_to_fp16_row = fp32_to_fp16_row;
+    t.vec_exp_sum_f32 = vec_exp_sum_f32;
+    t.vec_silu_f32 = vec_silu_f32;
+    t.vec_gelu_f32 = vec_gelu_f32;
     return t;
 }
 

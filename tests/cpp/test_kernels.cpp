@@ -16,6 +16,7 @@
 //    each of which may exceed |x_i|).
 //  - activation quantizers (from_float of Q8_0/Q8_K), fp16 row conversions, vec_scale_f32:
 //    bit-exact. vec_mad_f32: fused vs unfused multiply-add: 2 ulp.
+//  - activation helpers (exp / silu / gelu rows) vs libm: a few ulp, see test_activations.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -299,6 +300,81 @@ void test_helpers(const std::string& name) {
     }
 }
 
+// 4) activation helpers (softmax exponentials, silu / swiglu, gelu) of every table vs the scalar
+// table's libm, on normal inputs and on the extremes: under- and overflow edges, +-inf, NaN.
+// Where the reference is finite, |got - ref| <= ulps * eps * |ref| + abs_x * eps * |x| + tiny
+// (tiny = 2^-148: subnormal results); NaN / inf must match exactly. Prints the worst error seen.
+std::vector<float> activation_inputs(int64_t n, float spread) {
+    static const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, FLT_MIN, 1.0f, -1.0f, -87.3f, -87.7f,
+                                    -100.0f, -103.9f, -104.5f, -200.0f, 88.5f, 88.72f, 88.8f, 200.0f,
+                                    INFINITY, -INFINITY, NAN, FLT_MAX, -FLT_MAX, -9.5f, -30.0f, 12.0f};
+    std::normal_distribution<float> nd(0.0f, spread);
+    std::vector<float> x((size_t)n);
+    for (int64_t i = 0; i < n; ++i) x[i] = (i % 7 == 3) ? special[(i / 7) % (sizeof(special) / sizeof(float))] : nd(rng);
+    return x;
+}
+
+struct WorstErr {
+    double ulps = 0;  // worst |got - ref| / (eps * |ref|) among normal references
+    bool ok(float got, float ref, float x, double ulps, double abs_x) {
+        if (std::isnan(ref)) return std::isnan(got);
+        if (std::isinf(ref)) return got == ref;
+        const double d = std::fabs((double)got - ref), tiny = std::ldexp(1.0, -148);
+        if (std::fabs(ref) >= FLT_MIN && abs_x == 0) this->ulps = std::max(this->ulps, d / (FLT_EPSILON * std::fabs(ref)));
+        const double xterm = abs_x > 0 ? abs_x * FLT_EPSILON * std::fabs((double)x) : 0.0;  // x may be inf
+        return d <= ulps * FLT_EPSILON * std::fabs(ref) + xterm + tiny;
+    }
+};
+
+void test_activations(const std::string& name) {
+    const KernelTable& ref = scalar_kernels();
+    const KernelTable* tab = find_kernels(name);
+    if (!tab) return;
+    CHECK(tab->vec_exp_sum_f32 && tab->vec_silu_f32 && tab->vec_gelu_f32);
+    WorstErr ee, es, eg;
+    int bad = 0;
+    for (int64_t n : {1, 3, 7, 8, 9, 15, 17, 33, 255, 1029})
+        for (float spread : {0.5f, 4.0f, 40.0f}) {
+            const auto x = activation_inputs(n, spread), g = make_floats(n, 8);
+            std::vector<float> a(n), b(n);
+            // exp: raw (mx = 0, every edge) and softmax-like (mx = the row's finite max)
+            float fmax = -INFINITY;
+            for (float v : x) if (std::isfinite(v)) fmax = std::max(fmax, v);
+            for (float mx : {0.0f, fmax}) {
+                const double s = tab->vec_exp_sum_f32(n, a.data(), x.data(), mx);
+                const double sr = ref.vec_exp_sum_f32(n, b.data(), x.data(), mx);
+                for (int64_t i = 0; i < n; ++i) bad += !ee.ok(a[i], b[i], x[i], 2, 0);
+                const bool s_ok = std::isnan(sr) ? std::isnan(s) : std::isinf(sr) ? s == sr
+                                                 : std::fabs(s - sr) <= 2 * FLT_EPSILON * sr + 1e-40;
+                bad += !s_ok;
+            }
+            for (const float* gp : {(const float*)nullptr, g.data()}) {  // silu, swiglu
+                tab->vec_silu_f32(n, a.data(), x.data(), gp);
+                ref.vec_silu_f32(n, b.data(), x.data(), gp);
+                for (int64_t i = 0; i < n; ++i) bad += !es.ok(a[i], b[i], x[i], gp ? 5 : 4, 0);
+            }
+            // in place (y == x), as the ops may call them
+            std::vector<float> c = x;
+            tab->vec_silu_f32(n, c.data(), c.data(), nullptr);
+            tab->vec_silu_f32(n, a.data(), x.data(), nullptr);
+            bad += std::memcmp(a.data(), c.data(), n * sizeof(float)) != 0;
+            // gelu: the reference's 0.5x(1 + tanh z) loses up to ~eps*|x| where 1 + tanh cancels
+            tab->vec_gelu_f32(n, a.data(), x.data());
+            ref.vec_gelu_f32(n, b.data(), x.data());
+            for (int64_t i = 0; i < n; ++i) {
+                const bool ok = eg.ok(a[i], b[i], x[i], 4, 2);
+                if (!ok && bad < 10)
+                    std::fprintf(stderr, "gelu table=%s x=%g got=%g ref=%g\n", name.c_str(), x[i], a[i], b[i]);
+                bad += !ok;
+            }
+        }
+    if (bad) {
+        test_failures() += bad;
+        std::fprintf(stderr, "FAIL activation helpers table=%s: %d values out of tolerance\n", name.c_str(), bad);
+    }
+    std::printf("activations %-7s worst error vs libm: exp %.2f ulp, silu %.2f ulp\n", name.c_str(), ee.ulps, es.ulps);
+}
+
 void test_dispatch() {
     const auto names = available_kernels();
     CHECK(!names.empty() && names.front() == "scalar");
@@ -331,6 +407,7 @@ int main() {
     for (const auto& name : available_kernels()) {
         test_table(name);
         test_helpers(name);
+        test_activations(name);
     }
     for (const auto& kv : g_stats)
         std::printf("%-22s %6d comparisons, %6d bit-exact with the reference\n", kv.first.c_str(),

@@ -1,8 +1,8 @@
 // The NEON kernel table (arm64). Starts from the scalar table and replaces every weight type's
-// vec_dot/gemm, the f32/f16/bf16 dots, the hot f32 helpers and the Q8_0/Q8_K activation
-// quantizers. The file is compiled for plain armv8-a (runs on any arm64 CPU); the integer kernels
-// exist twice (neon_int.inc): with sdot (vdotq_s32, armv8.2 dotprod) and with widening multiplies
-// (vmull_s8 + vpadalq_s16), and the table picks one from getauxval at run time.
+// vec_dot/gemm, the f32/f16/bf16 dots, the hot f32 helpers (activation helpers included) and the
+// Q8_0/Q8_K activation quantizers. The file is compiled for plain armv8-a (runs on any arm64 CPU);
+// the integer kernels exist twice (neon_int.inc): with sdot (vdotq_s32, armv8.2 dotprod) and with
+// widening multiplies (vmull_s8 + vpadalq_s16), and the table picks one from getauxval at run time.
 // Tested against scalar.cpp under qemu-aarch64 (tests/run_neon.sh), with and without dotprod.
 
 // Everything below is plain armv8-a unless a region says otherwise, whatever -march CMake passes.
@@ -136,6 +136,65 @@ void fp32_to_fp16_row(const float* x, uint16_t* y, int64_t n) {
     for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
 }
 
+// ---- activation helpers: exp and the rows built on it ------------------------------------------
+// The algorithm of x86_math.h (which states it in full): x = n*ln2 + r, e^r by its degree-7
+// Taylor polynomial (FMA, Horner), 2^n as two normal factors 2^(n>>1) * 2^(n - (n>>1)) so that
+// subnormal results round correctly and large ones overflow to inf; inputs clamped to [-104, 89].
+// NaN needs no select here: vmaxq / vminq return NaN when an input is NaN (x86's max does not), so
+// it stays NaN through r and p. Same tolerances against libm (tests/cpp/test_kernels.cpp).
+inline float32x4_t exp4(float32x4_t x) {
+    const float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-104.0f)), vdupq_n_f32(89.0f));
+    const float32x4_t n = vrndnq_f32(vmulq_n_f32(xc, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0.693359375f));  // xc - n * ln2_hi (exact product)
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));            // - n * (ln2 - ln2_hi)
+    float32x4_t p = vdupq_n_f32(1.0f / 5040);
+    for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = vfmaq_f32(vdupq_n_f32(c), p, r);
+    const int32x4_t ni = vcvtnq_s32_f32(n);
+    const int32x4_t n1 = vshrq_n_s32(ni, 1), n2 = vsubq_s32(ni, n1);
+    const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, vdupq_n_s32(127)), 23));
+    const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
+    return vmulq_f32(vmulq_f32(p, s1), s2);
+}
+// full vectors, then the last n % 4 elements through a padded vector (same function everywhere)
+template <typename F> inline void map_rows4(int64_t n, float* y, const float* x, const float* g, F f) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, f(vld1q_f32(x + i), g ? vld1q_f32(g + i) : vdupq_n_f32(0)));
+    if (i == n) return;
+    float tx[4] = {0, 0, 0, 0}, tg[4] = {0, 0, 0, 0};
+    std::memcpy(tx, x + i, (size_t)(n - i) * sizeof(float));
+    if (g) std::memcpy(tg, g + i, (size_t)(n - i) * sizeof(float));
+    vst1q_f32(tx, f(vld1q_f32(tx), vld1q_f32(tg)));
+    std::memcpy(y + i, tx, (size_t)(n - i) * sizeof(float));
+}
+double vec_exp_sum_f32(int64_t n, float* y, const float* x, float mx) {
+    const float32x4_t vm = vdupq_n_f32(mx);
+    float64x2_t s0 = vdupq_n_f64(0), s1 = vdupq_n_f64(0);  // double lanes, as the scalar sum
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vm));
+        vst1q_f32(y + i, e);
+        s0 = vaddq_f64(s0, vcvt_f64_f32(vget_low_f32(e)));
+        s1 = vaddq_f64(s1, vcvt_high_f64_f32(e));
+    }
+    double sum = vaddvq_f64(vaddq_f64(s0, s1));
+    if (i < n) {
+        map_rows4(n - i, y + i, x + i, nullptr, [&](float32x4_t v, float32x4_t) { return exp4(vsubq_f32(v, vm)); });
+        for (; i < n; ++i) sum += y[i];
+    }
+    return sum;
+}
+void vec_silu_f32(int64_t n, float* y, const float* x, const float* g) {  // x / (1 + e^-x) [* g]
+    const auto silu = [](float32x4_t v) { return vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), exp4(vnegq_f32(v)))); };
+    if (g) map_rows4(n, y, x, g, [&](float32x4_t v, float32x4_t w) { return vmulq_f32(silu(v), w); });
+    else map_rows4(n, y, x, nullptr, [&](float32x4_t v, float32x4_t) { return silu(v); });
+}
+void vec_gelu_f32(int64_t n, float* y, const float* x) {  // x / (1 + e^-2z), as x86_math.h
+    map_rows4(n, y, x, nullptr, [](float32x4_t v, float32x4_t) {
+        const float32x4_t z = vaddq_f32(v, vmulq_f32(vdupq_n_f32(0.044715f), vmulq_f32(v, vmulq_f32(v, v))));
+        return vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), exp4(vmulq_n_f32(z, -2.0f * 0.7978845608028654f))));
+    });
+}
+
 // ---- activation quantizers, bit-exact with quantize_row_q8_0_ref / quantize_row_q8_K_ref ------
 inline float absmax(const float* x, int n) {  // maxnm ignores NaN like std::fmax
     float32x4_t m = vdupq_n_f32(0);
@@ -211,6 +270,9 @@ KernelTable make_neon(bool dotprod) {
     t.vec_scale_f32 = vec_scale_f32;
     t.fp16_to_fp32_row = fp16_to_fp32_row;
     t.fp32_to_fp16_row = fp32_to_fp16_row;
+    t.vec_exp_sum_f32 = vec_exp_sum_f32;
+    t.vec_silu_f32 = vec_silu_f32;
+    t.vec_gelu_f32 = vec_gelu_f32;
     return t;
 }
 

@@ -1,9 +1,10 @@
 // Shared x86 kernel bodies (256-bit vectors; K-quants in x86_kquants.h, row conversions in
-// x86_convert.h, both included here), included by avx2.cpp and avx512.cpp: each TU first
-// defines its integer primitives (below), then includes this file, so one body is compiled per ISA
-// with that TU's flags. Everything here has internal linkage (anonymous namespace): no ODR mixing
-// of AVX-512 code into the AVX2 build. Contract: every integer path returns the same bits as
-// scalar.cpp (exact int32 dots, then the same float ops on the scales in the same order).
+// x86_convert.h, exp and the activation rows in x86_math.h, all included here), included by
+// avx2.cpp and avx512.cpp: each TU first defines its integer primitives (below), then includes
+// this file, so one body is compiled per ISA with that TU's flags. Everything here has internal
+// linkage (anonymous namespace): no ODR mixing of AVX-512 code into the AVX2 build. Contract:
+// every integer path returns the same bits as scalar.cpp (exact int32 dots, then the same float
+// ops on the scales in the same order).
 //
 // The including TU provides, in namespace ggmlpy::{anonymous}:
 //   __m256i mul_sum_us8(__m256i u, __m256i s);             // i32 lanes: sums of 4 u8*s8 (no overflow
@@ -585,6 +586,8 @@ void vec_scale_f32(int64_t n, float* y, float v) {
     for (; i < n; ++i) y[i] *= v;
 }
 
+#include "kernels/x86/x86_math.h"  // exp, softmax / silu / gelu rows (same namespace)
+
 // ---- table ------------------------------------------------------------------------------------
 // Overrides only entries whose partner type is the one these kernels expect (the scalar table
 // decides vec_dot_type); anything else keeps the scalar entry.
@@ -648,6 +651,9 @@ inline void fill_x86_table(KernelTable& t) {
     t.vec_scale_f32 = vec_scale_f32;
     t.fp16_to_fp32_row = fp16_to_fp32_row;
     t.fp32_to_fp16_row = fp32_to_fp16_row;
+    t.vec_exp_sum_f32 = vec_exp_sum_f32;
+    t.vec_silu_f32 = vec_silu_f32;
+    t.vec_gelu_f32 = vec_gelu_f32;
 }
 
 }  // namespace
