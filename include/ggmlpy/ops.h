@@ -52,6 +52,14 @@ Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids);
 // b's batch i2 uses a's batch i2 / (B2 / A2), as grouped-query attention needs)
 // -> f32 [M, N, B2, B3], out[m, n] = sum_k a[k, m] * b[k, n].
 Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b);
+// mul_mat of a causal attention, which skips the work the mask makes useless. Query i (column n of
+// b and of the output) sees keys j <= n_past + i only.
+//  - CausalSide::Rows: a's rows are the keys (scores = K^T Q). out[j, i] for j > n_past + i is
+//    written as 0, mostly without being computed (a causal soft_max ignores those entries).
+//  - CausalSide::K: the reduced dim is the keys (out = V^T P). b[j, i] must be 0 for
+//    j > n_past + i, as a causal soft_max leaves it; those terms are skipped.
+enum class CausalSide : int32_t { Rows = 1, K = 2 };
+Tensor* mul_mat_causal(Context& ctx, Tensor* a, Tensor* b, CausalSide side, int64_t n_past);
 
 // ---- elementwise (f32) --------------------------------------------------------------------------
 // a + b, a * b; b is broadcast over a: each b.ne[i] must divide a.ne[i] (a bias row [n] over

@@ -176,6 +176,14 @@ void register_ops(py::module_& m) {
             return PyTensor{g, get_rows(g->ctx, T(g, a, "get_rows"), T(g, ids, "get_rows"))}; })
         .def("mul_mat", [](const G& g, const PyTensor& a, const PyTensor& b) {
             return PyTensor{g, mul_mat(g->ctx, T(g, a, "mul_mat"), T(g, b, "mul_mat"))}; })
+        .def("mul_mat_causal", [](const G& g, const PyTensor& a, const PyTensor& b, const std::string& side, int64_t n_past) {
+                 if (side != "rows" && side != "k")
+                     throw ValueError("mul_mat_causal: side must be 'rows' or 'k', got '" + side + "'");
+                 const CausalSide cs = side == "rows" ? CausalSide::Rows : CausalSide::K;
+                 return PyTensor{g, mul_mat_causal(g->ctx, T(g, a, "mul_mat_causal"), T(g, b, "mul_mat_causal"), cs, n_past)};
+             }, py::arg("a"), py::arg("b"), py::arg("side"), py::arg("n_past") = 0,
+             "mul_mat of a causal attention: side 'rows' (a's rows are keys; masked outputs are 0) or 'k' "
+             "(the reduced dim is keys; b must be 0 where masked, those terms are skipped)")
         .def("add", [](const G& g, const PyTensor& a, const PyTensor& b) { return PyTensor{g, add(g->ctx, T(g, a, "add"), T(g, b, "add"))}; })
         .def("mul", [](const G& g, const PyTensor& a, const PyTensor& b) { return PyTensor{g, mul(g->ctx, T(g, a, "mul"), T(g, b, "mul"))}; })
         .def("scale", [](const G& g, const PyTensor& a, float s) { return PyTensor{g, scale(g->ctx, T(g, a, "scale"), s)}; })

@@ -5,10 +5,12 @@
 // the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows), or gemm_prep
 // on the activation rows' per-block data derived once (kernels.h) where the table has it; decode
 // (one activation row) uses vec_dot per weight row, or vec_dot_prep with that per-block data.
+// mul_mat_causal nodes (attention) skip the products a causal mask discards.
 #include <algorithm>
 #include <cstring>
 
 #include "compute/forward.h"
+#include "core/op_params.h"
 #include "ggmlpy/error.h"
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -93,6 +95,18 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
         return p.wdata + (size_t)((i3 * B2 + i2) * N + i1) * m.y_row;
     };
     const size_t by = m.direct ? b->nb[1] : m.y_row;
+    // causal attention (mul_mat_causal): query n sees keys j <= n_past + n. Rows side: output rows
+    // past that are zeros, whole tiles of them skipped. K side: the reduced length of queries
+    // n0..n1-1 is cut to n_past + n1 (rounded up to the partner's block; b is 0 past the mask), not
+    // with prep data, whose layout depends on the length.
+    const auto side = (CausalSide)t->op_params[0];
+    const int64_t n_past = t->op_params[0] ? param_i64(t, 2) : 0;
+    const int64_t kblk = dtype_traits(m.vdt).block_size;
+    const auto k_len = [&](int64_t n1) {
+        if (side != CausalSide::K || m.prep) return K;
+        return std::min(K, (n_past + n1 + kblk - 1) / kblk * kblk);
+    };
+    const auto first_masked = [&](int64_t n) { return side == CausalSide::Rows ? n_past + n + 1 : M; };
 
     // 2. chunks of weight rows x batches, taken dynamically
     const int rx = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_x : m.tk->gemm_rows_x);
@@ -123,24 +137,34 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                     const int nry = (int)std::min<int64_t>(ry, N - n0);
                     const char* y = yrow(n0, i2, i3);
                     const char* pr = p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n0) * m.prep_row;
-                    for (int64_t mm = b0; mm < b1; mm += rx) {
+                    const int64_t kn = k_len(n0 + nry);
+                    // tiles from mend on have every entry masked (none unless causal rows)
+                    const int64_t mend = std::min(b1, first_masked(n0 + nry - 1));
+                    float* s0 = reinterpret_cast<float*>(dbase + n0 * t->nb[1]);
+                    for (int64_t mm = b0; mm < mend; mm += rx) {
                         const int nrx = (int)std::min<int64_t>(rx, b1 - mm);
-                        float* s = reinterpret_cast<float*>(dbase + n0 * t->nb[1]) + mm;
-                        if (m.gemm_prep) m.tk->gemm_prep(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, pr, m.prep_row, nry);
-                        else m.tk->gemm(K, s, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
+                        if (m.gemm_prep) m.tk->gemm_prep(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, pr, m.prep_row, nry);
+                        else m.tk->gemm(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
                     }
+                    if (first_masked(n0) < b1)  // query n0 sees the fewest keys
+                        for (int c = 0; c < nry; ++c) {  // the masked entries of query n0 + c: 0
+                            const int64_t r0 = std::max(b0, first_masked(n0 + c));
+                            if (r0 < b1) std::memset(s0 + c * bs + r0, 0, (size_t)(b1 - r0) * sizeof(float));
+                        }
                 }
             }
         } else {
             for (int64_t n = 0; n < N; ++n) {
                 const char* y = yrow(n, i2, i3);
                 float* s = reinterpret_cast<float*>(dbase + n * t->nb[1]);
+                const int64_t mend = std::min(m1, std::max(m0, first_masked(n))), kn = k_len(n + 1);
                 if (m.prep) {
                     const char* pr = p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n) * m.prep_row;
-                    for (int64_t mm = m0; mm < m1; ++mm) m.tk->vec_dot_prep(K, s + mm, abase + mm * a->nb[1], y, pr);
+                    for (int64_t mm = m0; mm < mend; ++mm) m.tk->vec_dot_prep(K, s + mm, abase + mm * a->nb[1], y, pr);
                 } else {
-                    for (int64_t mm = m0; mm < m1; ++mm) m.tk->vec_dot(K, s + mm, abase + mm * a->nb[1], y);
+                    for (int64_t mm = m0; mm < mend; ++mm) m.tk->vec_dot(kn, s + mm, abase + mm * a->nb[1], y);
                 }
+                for (int64_t mm = mend; mm < m1; ++mm) s[mm] = 0.0f;
             }
         }
     }

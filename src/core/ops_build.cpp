@@ -242,6 +242,16 @@ Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b) {
     return node(ctx, Op::MUL_MAT, DType::F32, ne, a, b);
 }
 
+Tensor* mul_mat_causal(Context& ctx, Tensor* a, Tensor* b, CausalSide side, int64_t n_past) {
+    if (side != CausalSide::Rows && side != CausalSide::K)
+        fail("mul_mat_causal", "side must be CausalSide::Rows or CausalSide::K, got " + std::to_string((int)side));
+    if (n_past < 0) fail("mul_mat_causal", "n_past must be >= 0, got " + std::to_string(n_past));
+    Tensor* t = mul_mat(ctx, a, b);
+    t->op_params[0] = (int32_t)side;
+    set_param_i64(t, 2, n_past);
+    return t;
+}
+
 Tensor* add(Context& ctx, Tensor* a, Tensor* b) { return binary("add", Op::ADD, ctx, a, b); }
 Tensor* mul(Context& ctx, Tensor* a, Tensor* b) { return binary("mul", Op::MUL, ctx, a, b); }
 

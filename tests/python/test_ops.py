@@ -14,6 +14,7 @@ Tolerances (max abs error unless noted), per op:
   mul_mat q8_0 / q4_0 weights ...................... 1.5e-2 relative to the row norm product
                                                      (activations are quantized to q8_0)
   mul_mat, every quantized type (our quantizer) .... 3e-3 relative to the row norm product
+  mul_mat_causal ................................... as mul_mat; masked scores exactly 0
 """
 import numpy as np
 import pytest
@@ -153,6 +154,82 @@ def test_mul_mat_decode_equals_prefill_bits(nth, qtype):
     g2 = ops.Graph()
     dec, = run(g2, [g2.mul_mat(g2.input(raw, type=qtype.lower(), ne=[K, M]), g2.input(x1))], nth)
     assert np.array_equal(np.asarray(dec).reshape(B, M).view(np.uint32), full[:, 0].view(np.uint32))
+
+
+# ---- causal attention products (mul_mat_causal) ------------------------------------------------
+
+def _weights(g, w, wtype):
+    """w [M, K] -> (graph input holding w as wtype, float64 of what it holds; quantized types by
+    our quantizer, decoded by gguf.quants.dequantize)"""
+    if wtype == "f32":
+        return g.input(w), w.astype(np.float64)
+    if wtype == "f16":
+        w16 = w.astype(np.float16)
+        return g.input(w16), w16.astype(np.float64)
+    import gguf
+    from gguf.quants import dequantize
+    raw = np.asarray(_core.quantize(w, wtype))
+    ref = dequantize(raw, getattr(gguf.GGMLQuantizationType, wtype.upper())).astype(np.float64)
+    return g.input(raw, type=wtype, ne=[w.shape[1], w.shape[0]]), ref
+
+
+def _bound(wtype, x, wref):
+    """the mul_mat tolerances above: f32 accumulation for float weights, the activations'
+    8-bit quantization for quantized ones"""
+    if wtype in ("f32", "f16"):
+        return 2e-5 * np.sqrt(x.shape[1]) * np.abs(wref).max() * np.abs(x).max()
+    return 3e-3 * np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(wref, axis=1)[None, :]
+
+
+CAUSAL_CASES = [(1, 0), (1, 9), (13, 0), (13, 100)]  # (queries N, n_past): decode and prefill shapes
+
+
+@pytest.mark.parametrize("nth", THREADS)
+@pytest.mark.parametrize("wtype", ["f32", "f16", "q8_0", "q4_K"])
+@pytest.mark.parametrize("N,n_past", CAUSAL_CASES)
+def test_mul_mat_causal_rows(nth, wtype, N, n_past):
+    """scores = K^T Q with query i seeing keys j <= n_past + i: the masked entries are 0, the
+    others are the very bits of plain mul_mat (same kernels and tiles; only tiles with every entry
+    masked are skipped) and match float64."""
+    hd, M = 256, n_past + N + 21        # 21 keys past every query: whole masked tiles
+    g = ops.Graph()
+    W, wref = _weights(g, rand(M, hd), wtype)
+    x = rand(N, hd)
+    X = g.input(x)
+    yc, yp = run(g, [g.mul_mat_causal(W, X, "rows", n_past), g.mul_mat(W, X)], nth)
+    yc, yp = np.asarray(yc).reshape(N, M), np.asarray(yp).reshape(N, M)
+    mask = np.arange(M)[None, :] > (n_past + np.arange(N))[:, None]
+    assert (yc[mask] == 0).all()
+    assert np.array_equal(yc[~mask].view(np.uint32), yp[~mask].view(np.uint32))
+    err = np.abs(yc - x.astype(np.float64) @ wref.T)
+    assert (err <= _bound(wtype, x, wref))[~mask].all()
+
+
+@pytest.mark.parametrize("nth", THREADS)
+@pytest.mark.parametrize("wtype", ["f32", "f16", "q8_0", "q4_K"])
+@pytest.mark.parametrize("N,n_past", CAUSAL_CASES)
+def test_mul_mat_causal_k(nth, wtype, N, n_past):
+    """out = V^T P, the reduced dim being the keys, P a causal softmax output (0 past each query's
+    keys, whose terms are skipped): matches float64 of the whole product. n_kv = 512 leaves
+    keys past every query, so the cut reduction is exercised (to 256 for q4_K's super-blocks)."""
+    n_kv, M = 512, 37
+    g = ops.Graph()
+    W, wref = _weights(g, rand(M, n_kv), wtype)
+    pm = np.abs(rand(N, n_kv))
+    pm[np.arange(n_kv)[None, :] > (n_past + np.arange(N))[:, None]] = 0.0
+    y, = run(g, [g.mul_mat_causal(W, g.input(pm), "k", n_past)], nth)
+    y = np.asarray(y).reshape(N, M)
+    err = np.abs(y - pm.astype(np.float64) @ wref.T)
+    assert (err <= _bound(wtype, pm, wref)).all()
+
+
+def test_mul_mat_causal_bad_args():
+    g = ops.Graph()
+    a, b = g.input(rand(4, 8)), g.input(rand(3, 8))
+    with pytest.raises(ValueError, match="side must be"):
+        g.mul_mat_causal(a, b, "cols", 0)
+    with pytest.raises(ValueError, match="n_past must be >= 0"):
+        g.mul_mat_causal(a, b, "rows", -1)
 
 
 # ---- get_rows ----------------------------------------------------------------------------------
