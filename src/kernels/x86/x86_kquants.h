@@ -125,17 +125,11 @@ struct TQ6_K {
     }
 };
 
-// One chunk of 32: i32 lanes += sum over its two sub-blocks of sc * sum((q - off) * y). maddubs
-// pairs stay below 2*63*128 (no saturation); q*y - off*y fits int16 for q < 64, off <= 32.
-template <int OFF>
-inline __m256i kchunk(__m256i acc, __m256i q, __m256i yq, __m256i yoff, __m256i sc16) {
-    __m256i t = _mm256_maddubs_epi16(q, yq);
-    if constexpr (OFF != 0) t = _mm256_sub_epi16(t, yoff);
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(t, sc16));
-}
-template <int OFF> inline __m256i yoff_chunk(__m256i yq) {
-    if constexpr (OFF != 0) return _mm256_maddubs_epi16(_mm256_set1_epi8(OFF), yq);
-    else return _mm256_setzero_si256();
+// One chunk of 32: i32 lanes += sum over its two sub-blocks of sc * sum(q * y) (q unsigned; the
+// offset of Q3_K / Q6_K is taken out per super-block, see ksb_sums). maddubs pairs stay below
+// 2*63*128 (no saturation).
+inline __m256i kchunk(__m256i acc, __m256i q, __m256i yq, __m256i sc16) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q, yq), sc16));
 }
 // scalar.cpp's float combination of one super-block (mins types / offset types)
 template <typename T> inline float kcombine(float d, float dm, float dy, int32_t isum, int32_t msum) {
@@ -149,8 +143,9 @@ template <typename T> inline __m256 kcombine_v(__m256 d, __m256 dm, __m256 dy, _
     else return _mm256_mul_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum));
 }
 
-// One super-block's exact integer sums: i32 lanes of sum(sc * q * y) (acc) and of sum(m * bsums)
-// (ms; zero for the offset types); sc gets its scales
+// One super-block's exact integer sums: i32 lanes of sum(sc * (q - off) * y) (acc) and of
+// sum(m * bsums) (ms; zero for the offset types); sc gets its scales. The offset comes out through
+// the activation's block sums, as in GemmK: sum sc*(q - off)*y = sum sc*q*y - off * sum sc*bsums.
 template <typename T>
 inline void ksb_sums(const typename T::B& xb, const block_q8_K& yb, KSc& sc, __m256i* acc, __m256i* ms) {
     prefetch_ahead(&xb, sizeof(xb));
@@ -158,9 +153,11 @@ inline void ksb_sums(const typename T::B& xb, const block_q8_K& yb, KSc& sc, __m
     const KScales16 s16 = widen_scales(sc.sc8);
     __m256i a = _mm256_setzero_si256();
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-        const __m256i yq = load256_reg(yb.qs + 32 * k);
-        a = kchunk<T::off>(a, T::chunk(xb, k), yq, yoff_chunk<T::off>(yq), scale_chunk16(s16, k));
+    for (int k = 0; k < 8; ++k) a = kchunk(a, T::chunk(xb, k), load256(yb.qs + 32 * k), scale_chunk16(s16, k));
+    if constexpr (T::off != 0) {
+        static_assert(T::off == 4 || T::off == 32, "off is a shift");
+        const __m256i osum = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc.sc8), load256(yb.bsums));
+        a = _mm256_sub_epi32(a, _mm256_slli_epi32(osum, T::off == 4 ? 2 : 5));
     }
     *acc = a;
     *ms = T::off == 0 ? _mm256_madd_epi16(sc.mins, load256(yb.bsums)) : _mm256_setzero_si256();
