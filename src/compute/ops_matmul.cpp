@@ -129,6 +129,14 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
         if (m.gemm || m.gemm_prep) {
             // weight sub-blocks of ~128 KB stay in L2 while every activation tile passes over them
             const size_t bs = t->nb[1] / sizeof(float);
+            // Weight rows that are not back to back (attention's K and V^T views of the KV cache:
+            // short rows, a cache row apart) defeat the hardware prefetcher at every row start.
+            // On the first activation tile (every tile in decode) the next two tiles' rows are
+            // started by hand; later tiles find them in L2. SmolLM2 Q4_0 decode up to 600 cached
+            // positions (perf): the float tile went from 21% to 9% of the time.
+            const size_t row_bytes = row_size(a->type, K);
+            const bool sparse_rows = a->nb[1] != row_bytes;
+            const size_t pf_bytes = std::min<size_t>(row_bytes, 1024);
             int64_t mb = (int64_t)((128 * 1024) / std::max<size_t>(1, a->nb[1]));
             mb = std::max<int64_t>(rx, mb / rx * rx);
             for (int64_t b0 = m0; b0 < m1; b0 += mb) {
@@ -143,6 +151,9 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                     float* s0 = reinterpret_cast<float*>(dbase + n0 * t->nb[1]);
                     for (int64_t mm = b0; mm < mend; mm += rx) {
                         const int nrx = (int)std::min<int64_t>(rx, b1 - mm);
+                        if (n0 == 0 && sparse_rows)
+                            for (int64_t r = mm + rx; r < mm + 3 * rx; ++r)
+                                for (size_t o = 0; o < pf_bytes; o += 64) __builtin_prefetch(abase + r * a->nb[1] + o);
                         if (m.gemm_prep) m.tk->gemm_prep(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, pr, m.prep_row, nry);
                         else m.tk->gemm(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
                     }
