@@ -49,6 +49,7 @@ Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWe
     Tensor* K = view_3d(ctx, kc, hd, n_kv, hp.n_head_kv, kc->nb[1], (size_t)hd * esz, 0);
     // out[:, i, h] = sum_j p[j, i, h] v_j: rows of V^T are channels, so V^T [n_kv, hd, n_head_kv]
     Tensor* V = view_3d(ctx, vc, n_kv, hd, hp.n_head_kv, vc->nb[1], (size_t)hd * vc->nb[1], 0);
+    const float kq_scale = 1.0f / std::sqrt((float)hd);
     const int64_t rep = hp.n_head / hp.n_head_kv;
     if (n == 1 && rep > 1) {
         // One token with grouped-query attention: the rep query heads of a KV head (heads
@@ -56,13 +57,13 @@ Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWe
         // is read once for all of them, in the gemm tiles, not once per query head.
         Tensor* Qg = reshape_3d(ctx, q, hd, rep, hp.n_head_kv);                  // [hd, rep, n_head_kv]
         Tensor* kq = mul_mat(ctx, K, Qg);                                         // [n_kv, rep, n_head_kv]
-        kq = soft_max(ctx, kq, 1.0f / std::sqrt((float)hd), false, 0);           // sees every cached key
+        kq = soft_max(ctx, kq, kq_scale, false, 0);                               // sees every cached key
         return reshape_2d(ctx, mul_mat(ctx, V, kq), hd * hp.n_head, 1);           // [hd, n_head] heads in order
     }
     Tensor* Q = permute(ctx, q, 0, 2, 1, 3);                       // [hd, n, n_head]
     // causal: query i sees keys j <= n_past + i, so the products past that are skipped
     Tensor* kq = mul_mat_causal(ctx, K, Q, CausalSide::Rows, in.n_past);  // [n_kv, n, n_head]
-    kq = soft_max(ctx, kq, 1.0f / std::sqrt((float)hd), true, in.n_past);
+    kq = soft_max(ctx, kq, kq_scale, true, in.n_past);
     Tensor* kqv = mul_mat_causal(ctx, V, kq, CausalSide::K, in.n_past);  // [hd, n, n_head]
     Tensor* o = cont(ctx, permute(ctx, kqv, 0, 2, 1, 3));          // [hd, n_head, n]
     return reshape_2d(ctx, o, hd * hp.n_head, n);

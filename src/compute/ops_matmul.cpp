@@ -108,6 +108,15 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
     };
     const auto first_masked = [&](int64_t n) { return side == CausalSide::Rows ? n_past + n + 1 : M; };
 
+    // Weight rows that are not back to back (attention's K and V^T views of the KV cache: short
+    // rows, a cache row apart) defeat the hardware prefetcher at every row start. On the first
+    // activation tile (every tile in decode) the gemm path starts the next two tiles' rows by
+    // hand; later tiles find them in L2. SmolLM2 Q4_0 decode up to 600 cached positions (perf):
+    // the float tile went from 21% to 9% of the time.
+    const size_t row_bytes = row_size(a->type, K);
+    const bool sparse_rows = a->nb[1] != row_bytes;
+    const size_t pf_bytes = std::min<size_t>(row_bytes, 1024);
+
     // 2. chunks of weight rows x batches, taken dynamically
     const int rx = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_x : m.tk->gemm_rows_x);
     const int ry = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_y : m.tk->gemm_rows_y);
@@ -129,14 +138,6 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
         if (m.gemm || m.gemm_prep) {
             // weight sub-blocks of ~128 KB stay in L2 while every activation tile passes over them
             const size_t bs = t->nb[1] / sizeof(float);
-            // Weight rows that are not back to back (attention's K and V^T views of the KV cache:
-            // short rows, a cache row apart) defeat the hardware prefetcher at every row start.
-            // On the first activation tile (every tile in decode) the next two tiles' rows are
-            // started by hand; later tiles find them in L2. SmolLM2 Q4_0 decode up to 600 cached
-            // positions (perf): the float tile went from 21% to 9% of the time.
-            const size_t row_bytes = row_size(a->type, K);
-            const bool sparse_rows = a->nb[1] != row_bytes;
-            const size_t pf_bytes = std::min<size_t>(row_bytes, 1024);
             int64_t mb = (int64_t)((128 * 1024) / std::max<size_t>(1, a->nb[1]));
             mb = std::max<int64_t>(rx, mb / rx * rx);
             for (int64_t b0 = m0; b0 < m1; b0 += mb) {
