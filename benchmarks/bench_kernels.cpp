@@ -3,13 +3,13 @@
 // straight on the kernel tables, rows split over 1 or 2 std::threads. Built with the C++ tests
 // (x86 only: the bandwidth probe uses AVX2 loads): cmake --build build/tests --target bench_kernels
 // Usage: bench_kernels [table] [types,...] [weight MiB] [rounds]   (defaults: best table, all
-// types, 256, 5). Every figure is the median over `rounds`; each round measures the read
-// bandwidth right before and after its decode pass (the machine is shared: a percentage only
-// means something against bandwidth measured under the same load); "L2 GB/s" is decode with the
-// weights in cache, the compute-bound speed; "% 1-strm" compares decode with the bandwidth of one
-// read stream per thread, the access pattern decode itself has.
-// BENCH_NOGEMM=1 runs the prefill
-// shape with one vec_dot per pair instead of the gemm tiles (gemm_prep or gemm).
+// types, 256, 5). Every figure is the median over `rounds`. Each round takes 6 decode passes
+// and 6 of each bandwidth probe (1 and 8 read streams per thread, on 256 MiB) in turn, and keeps
+// the best of each: the machine is shared, so a percentage only means something against bandwidth
+// measured under the same load, and with as many tries. "L2 GB/s" is decode with the weights in
+// cache, the compute-bound speed; "% 1-strm" compares decode with the bandwidth of one read stream
+// per thread, the access pattern decode itself has. BENCH_NOGEMM=1 runs the prefill shape with one
+// vec_dot per pair instead of the gemm tiles (gemm_prep or gemm).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -45,10 +45,10 @@ double run_threads(int nth, const std::function<void(int)>& f) {
 
 // Read bandwidth: each thread sums its half of the buffer with `streams` interleaved sequential
 // streams (more streams = more prefetchers in flight). Best of reps, GB/s.
-double read_bw(const uint8_t* buf, size_t bytes, int nth, int streams) {
+double read_bw(const uint8_t* buf, size_t bytes, int nth, int streams, int reps = 5) {
     double best = 1e30;
     volatile long sink = 0;
-    for (int rep = 0; rep < 5; ++rep) {
+    for (int rep = 0; rep < reps; ++rep) {
         const double t = run_threads(nth, [&](int ti) {
             const size_t per = bytes / nth, sl = per / streams;
             const uint8_t* base = buf + ti * per;
@@ -105,27 +105,41 @@ std::vector<uint8_t> make_acts(const KernelTable& kt, DType p, int64_t k, int64_
     return y;
 }
 
-// decode: out[r] = dot(W row r, y) for all rows, split in nth contiguous ranges. Best of reps.
-double bench_decode(const KernelTable& kt, const Mat& w, int nth) {
-    const TypeKernels& tk = kt.type[(int)w.t];
-    size_t yrs;
-    const auto y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
-    std::vector<float> out(w.rows);
-    // as mul_mat decodes: with the activation row's prepared per-block data where the table has it
-    std::vector<uint8_t> prep(tk.vec_dot_prep ? q8_0_prep_size(w.k) : 0);
-    if (tk.vec_dot_prep) q8_0_prep(y.data(), prep.data(), w.k);
-    double best = 1e30;
-    for (int rep = 0; rep < 6; ++rep) {
-        const double t = run_threads(nth, [&](int ti) {
-            const int64_t r0 = w.rows * ti / nth, r1 = w.rows * (ti + 1) / nth;
-            if (tk.vec_dot_prep)
-                for (int64_t r = r0; r < r1; ++r) tk.vec_dot_prep(w.k, &out[r], &w.data[r * w.rs], y.data(), prep.data());
-            else
-                for (int64_t r = r0; r < r1; ++r) tk.vec_dot(w.k, &out[r], &w.data[r * w.rs], y.data());
-        });
-        best = std::min(best, t);
+// One activation row against weight rows [r0, r1), as mul_mat decodes: on tiles of decode_rows
+// weight rows through gemm_prep / gemm where the table has them (kernels.h), else one vec_dot_prep
+// (with the activation row's prepared per-block data) or vec_dot per row.
+struct Decoder {
+    const TypeKernels& tk;
+    const Mat& w;
+    std::vector<uint8_t> y, prep;
+    Decoder(const KernelTable& kt, const Mat& w_) : tk(kt.type[(int)w_.t]), w(w_) {
+        size_t yrs;
+        y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
+        if (tk.vec_dot_type == DType::Q8_0 && (tk.vec_dot_prep || tk.gemm_prep)) {
+            prep.resize(q8_0_prep_size(w.k));
+            q8_0_prep(y.data(), prep.data(), w.k);
+        }
     }
-    return best;
+    void run(float* out, int64_t r0, int64_t r1) const {
+        const uint8_t* x = &w.data[r0 * w.rs];
+        const int step = std::max(1, tk.decode_rows);
+        if (tk.decode_rows > 1 && (prep.size() ? tk.gemm_prep : tk.gemm)) {
+            const GemmFn g = prep.size() ? tk.gemm_prep : tk.gemm;
+            const void* yy = prep.size() ? (const void*)prep.data() : (const void*)y.data();
+            for (int64_t r = r0; r < r1; r += step)
+                g(w.k, &out[r], 0, &w.data[r * w.rs], w.rs, (int)std::min<int64_t>(step, r1 - r), yy, 0, 1);
+        } else if (tk.vec_dot_prep && prep.size()) {
+            for (int64_t r = r0; r < r1; ++r, x += w.rs) tk.vec_dot_prep(w.k, &out[r], x, y.data(), prep.data());
+        } else {
+            for (int64_t r = r0; r < r1; ++r, x += w.rs) tk.vec_dot(w.k, &out[r], x, y.data());
+        }
+    }
+};
+
+// decode: out[r] = dot(W row r, y) for all rows, split in nth contiguous ranges; seconds
+double decode_pass(const Decoder& dec, float* out, int nth) {
+    const int64_t rows = dec.w.rows;
+    return run_threads(nth, [&](int ti) { dec.run(out, rows * ti / nth, rows * (ti + 1) / nth); });
 }
 
 // decode with the weights in cache: every thread makes passes over the same ~192 KiB matrix (each
@@ -134,21 +148,13 @@ double bench_decode(const KernelTable& kt, const Mat& w, int nth) {
 double bench_decode_cached(const KernelTable& kt, DType t, int nth) {
     const int64_t k = 4096;
     const Mat w = make_weights(t, k, std::max<int64_t>(4, (192 << 10) / row_size(t, k)));
-    const TypeKernels& tk = kt.type[(int)w.t];
-    size_t yrs;
-    const auto y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
-    std::vector<uint8_t> prep(tk.vec_dot_prep ? q8_0_prep_size(w.k) : 0);
-    if (tk.vec_dot_prep) q8_0_prep(y.data(), prep.data(), w.k);
+    const Decoder dec(kt, w);
     const int passes = 2000;
     std::vector<float> out(w.rows * nth);
     double best = 1e30;
     for (int rep = 0; rep < 5; ++rep) {
         const double t = run_threads(nth, [&](int ti) {
-            float* o = &out[w.rows * ti];
-            for (int p = 0; p < passes; ++p)
-                for (int64_t r = 0; r < w.rows; ++r)
-                    if (tk.vec_dot_prep) tk.vec_dot_prep(w.k, &o[r], &w.data[r * w.rs], y.data(), prep.data());
-                    else tk.vec_dot(w.k, &o[r], &w.data[r * w.rs], y.data());
+            for (int p = 0; p < passes; ++p) dec.run(&out[w.rows * ti], 0, w.rows);
         });
         best = std::min(best, t);
     }
@@ -231,13 +237,8 @@ int main(int argc, char** argv) {
     const int streams[3] = {1, 4, 8};
     for (int s = 0; s < 3; ++s)
         for (int nth = 1; nth <= 2; ++nth) bw[s][nth - 1] = read_bw(buf.data(), bwbytes, nth, streams[s]);
-    // a 256 MiB buffer kept for the bandwidth taken right beside each decode pass
+    // a 256 MiB buffer kept for the bandwidth taken beside the decode passes
     buf.resize((size_t)256 << 20);
-    // {one stream per thread (decode's own access pattern), best of one and eight}
-    const auto bw_now = [&](int nth) {
-        const double one = read_bw(buf.data(), buf.size(), nth, 1);
-        return std::pair<double, double>{one, std::max(one, read_bw(buf.data(), buf.size(), nth, 8))};
-    };
     std::printf("read bandwidth GB/s (1 GiB):   1 thread: %.1f / %.1f / %.1f   2 threads: %.1f / %.1f / %.1f"
                 "   (1 / 4 / 8 streams per thread)\n",
                 bw[0][0], bw[1][0], bw[2][0], bw[0][1], bw[1][1], bw[2][1]);
@@ -253,17 +254,24 @@ int main(int argc, char** argv) {
         const Mat w = make_weights(t, k, rows);
         const Mat wp = make_weights(t, k, 1024);
         const TypeKernels& tk = kt->type[(int)t];
+        const Decoder dec(*kt, w);
+        std::vector<float> out(w.rows);
         for (int nth = 1; nth <= 2; ++nth) {
             std::vector<double> gbs, bws, pct, pct1, gfs, l2s;
             for (int r = 0; r < rounds; ++r) {
-                const auto bwa = bw_now(nth);
-                const double td = bench_decode(*kt, w, nth);
-                const auto bwb = bw_now(nth);
-                const double bwl = std::max(bwa.second, bwb.second);  // best of before / after
+                // decode passes and the two bandwidth probes (1 and 8 streams per thread) in
+                // turn, 6 of each: all three under the same load, each figure a best of 6
+                double td = 1e30, bw1 = 0, bw8 = 0;
+                for (int rep = 0; rep < 6; ++rep) {
+                    td = std::min(td, decode_pass(dec, out.data(), nth));
+                    bw1 = std::max(bw1, read_bw(buf.data(), buf.size(), nth, 1, 1));
+                    bw8 = std::max(bw8, read_bw(buf.data(), buf.size(), nth, 8, 1));
+                }
+                const double bwl = std::max(bw1, bw8);
                 gbs.push_back(w.data.size() / td / 1e9);
                 bws.push_back(bwl);
                 pct.push_back(100.0 * gbs.back() / bwl);
-                pct1.push_back(100.0 * gbs.back() / std::max(bwa.first, bwb.first));
+                pct1.push_back(100.0 * gbs.back() / bw1);
                 if (r < 3) gfs.push_back(2.0 * 512 * 1024 * k / bench_prefill(*kt, wp, 512, nth) / 1e9);
                 if (r < 3) l2s.push_back(bench_decode_cached(*kt, t, nth));
             }

@@ -54,6 +54,11 @@ struct TypeKernels {
     GemmFn gemm_prep = nullptr;
     int gemm_prep_rows_x = 1;
     int gemm_prep_rows_y = 1;
+    // Above 1: gemm_prep (else gemm) called with nry == 1 runs decode tiles of up to this many
+    // weight rows, whose block products are summed for all the rows at once (one reduction tree
+    // instead of one per row), with vec_dot's bits; mul_mat then decodes through it instead of
+    // vec_dot / vec_dot_prep.
+    int decode_rows = 1;
 };
 
 struct KernelTable {

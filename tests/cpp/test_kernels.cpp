@@ -109,7 +109,9 @@ std::vector<int64_t> test_lengths(DType t) {
     const int64_t bs = dtype_traits(t).block_size;
     std::vector<int64_t> nbs = {1, 3, 7, 33};
     if (bs == 1) nbs = {1, 3, 7, 15, 33, 63, 257, 1031};
-    else if (bs == 32) nbs.insert(nbs.end(), {18, 48, 129});  // 18, 48: SmolLM2's 576 and 1536 rows
+    // 18, 48: SmolLM2's 576 and 1536 rows; 541: more than a decode tile's chunk of 64 groups of 8
+    // blocks (x86), plus a tail
+    else if (bs == 32) nbs.insert(nbs.end(), {18, 48, 129, 541});
     std::vector<int64_t> out;
     for (int64_t nb : nbs) out.push_back(nb * bs);
     return out;
@@ -165,7 +167,7 @@ void test_table(const std::string& name) {
         const DType p = rk.vec_dot_type;
         for (int64_t n : test_lengths(t)) {
             // several weight rows and activation rows, with padded strides, for the gemm tile
-            const int nrx = std::max({1, k.gemm_rows_x, k.gemm_prep_rows_x});
+            const int nrx = std::max({1, k.gemm_rows_x, k.gemm_prep_rows_x, k.decode_rows});
             const int nry = std::max({1, k.gemm_rows_y, k.gemm_prep_rows_y});
             const size_t bx = row_size(t, n) + 64, by = row_size(p, n) + 32;
             std::vector<uint8_t> X(bx * nrx), Y(by * nry);
@@ -217,6 +219,8 @@ void test_table(const std::string& name) {
                             }
                     }
             };
+            // decode tiles (kernels.h, decode_rows): nry = 1 and up to decode_rows weight rows
+            const int dx = std::max({k.decode_rows, k.gemm_prep_rows_x, k.gemm_rows_x});
             if (k.gemm_prep) {  // prefill on q8_0_prep rows (padded stride): vec_dot_prep's bits
                 CHECK(p == DType::Q8_0);
                 const size_t bp = q8_0_prep_size(n) + 32;
@@ -225,11 +229,18 @@ void test_table(const std::string& name) {
                 check_tiles("gemm_prep", k.gemm_prep_rows_x, k.gemm_prep_rows_y, [&](float* S, size_t bs, int tx, int ty) {
                     k.gemm_prep(n, S, bs, X.data(), bx, tx, P.data(), bp, ty);
                 });
+                check_tiles("gemm_prep decode", dx, 1, [&](float* S, size_t bs, int tx, int ty) {
+                    k.gemm_prep(n, S, bs, X.data(), bx, tx, P.data(), bp, ty);
+                });
             }
-            if (k.gemm)
+            if (k.gemm) {
                 check_tiles("gemm", k.gemm_rows_x, k.gemm_rows_y, [&](float* S, size_t bs, int tx, int ty) {
                     k.gemm(n, S, bs, X.data(), bx, tx, Y.data(), by, ty);
                 });
+                check_tiles("gemm decode", dx, 1, [&](float* S, size_t bs, int tx, int ty) {
+                    k.gemm(n, S, bs, X.data(), bx, tx, Y.data(), by, ty);
+                });
+            }
         }
     }
     // activation conversions: every partner type has one; every from_float a table overrides

@@ -319,22 +319,77 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
     *s = sumf;
 }
 
-// Prefill of the Sym / Affine 32-block types on q8_0_prep rows (kernels.h, gemm_prep): one weight
-// row against up to 8 activation rows. Per group of 8 blocks the weight pairs are unpacked once
-// (8 registers) and reused for every activation row; each row c then runs vec_dot_32_prep's
-// integer tree and block products, P_c (lane i = block b+i). The 8 rows' tree8 sums come out of
-// one transposed hadd tree (level 1 hadd(P0,P1).., level 2 hadd(H01,H23).. = [row c's
-// (p0+p1)+(p2+p3) | row c's (p4+p5)+(p6+p7)], then low + high half), so lane c of acc is row c's
-// running sum, added group by group: vec_dot_32_prep's exact bits for every pair.
-//
+// Block products of one group of 8 blocks (b..b+7) of one weight row against one activation row:
+// lo / hi are the row's quants in the pair layout (T::q_pair of blocks b+k, b+k+4), yk, dyb, syb
+// the activation's prep data at block b, vdx / vmx the row's 8 scales / mins. Lane i = P(block
+// b+i), vec_dot_32_prep's integer tree and formula, so its bits.
 // Q8_0 weights (S8) take the same layout with the sign trick (|x| times y with x's sign): the
 // int16 pairs reach 2*127*127, so each maddubs is widened to int32 at once; lane i of
 // hadd32(hadd32(v0, v1), hadd32(v2, v3)) is again block b+i's exact dot. The block sums are unused.
 template <typename T>
+inline __m256 group_products(const __m256i* lo, const __m256i* hi, const int8_t* yk, const float* dyb,
+                             const int32_t* syb, __m256 vdx, __m256 vmx) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i v[4], isum;  // isum lane i = block b+i's exact dot
+    if constexpr (T::kind == Kind32::S8) {
+        const auto dot = [&](__m256i xs, const int8_t* p) {
+            return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xs, xs), _mm256_sign_epi8(load256(p), xs)), ones);
+        };
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) v[k] = _mm256_add_epi32(dot(lo[k], yk + 64 * k), dot(hi[k], yk + 64 * k + 32));
+        isum = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    } else {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k)
+            v[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], load256(yk + 64 * k)),
+                                    _mm256_maddubs_epi16(hi[k], load256(yk + 64 * k + 32)));
+        const __m256i h01 = _mm256_hadd_epi16(v[0], v[1]), h23 = _mm256_hadd_epi16(v[2], v[3]);
+        // int16 range: see vec_dot_32_prep
+        if constexpr (T::qmax <= 15) isum = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
+        else isum = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h23, ones));
+    }
+    const __m256 vdy = _mm256_loadu_ps(dyb);
+    if constexpr (T::kind == Kind32::S8) return _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy));
+    const __m256i vsy = _mm256_loadu_si256((const __m256i*)syb);
+    if constexpr (T::kind == Kind32::Sym) {
+        const __m256i idot = _mm256_sub_epi32(isum, _mm256_slli_epi32(vsy, T::off_shift));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
+    }
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
+                         _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
+}
+
+// 8 vectors of block products -> lane c = kutil::tree8 of P[c]'s lanes, for 8 dots at once: one
+// transposed hadd tree (level 1 hadd(P0,P1).., level 2 hadd(H01,H23).. = [c's (p0+p1)+(p2+p3) |
+// c's (p4+p5)+(p6+p7)]), then low + high half.
+inline __m256 tree8_lanes(const __m256* P) {
+    const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(P[0], P[1]), _mm256_hadd_ps(P[2], P[3]));
+    const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(P[4], P[5]), _mm256_hadd_ps(P[6], P[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+// The 32-block types on q8_0_prep rows (kernels.h, gemm_prep), vec_dot_32_prep's exact bits for
+// every pair, in two tile shapes:
+// - prefill, tile<1, RY>: one weight row against up to 8 activation rows. Per group of 8 blocks
+//   the weight pairs are unpacked once (8 registers) and reused for every activation row; lane c
+//   of the running sum is activation row c's.
+// - decode, tile<RX, 1>: up to 8 weight rows against one activation row. Lane r of the running
+//   sum is weight row r's. One tree8_lanes per group serves 8 rows (a single row's tree8 had cost
+//   a fifth of vec_dot_32_prep), and the activation's loads are shared.
+// Blocks past the last full group are added after the groups, in block order (the reference's
+// order); computed first, as vectors over the rows, so their reductions overlap the group loop.
+template <typename T>
 struct GemmPrep32 {
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* prep, size_t bp) {
-        static_assert(RX == 1 && RY >= 1 && RY <= 8, "one weight row, up to 8 activation rows");
+        static_assert((RX == 1 && RY >= 1 && RY <= 8) || (RY == 1 && RX <= 8),
+                      "one weight row and up to 8 activation rows, or the reverse");
+        if constexpr (RX > 1) decode_tile<RX>(n, s, x, bx, prep);
+        else prefill_tile<RY>(n, s, bs, x, prep, bp);
+    }
+
+    template <int RY>
+    static void prefill_tile(int64_t n, float* s, size_t bs, const char* x, const char* prep, size_t bp) {
         using B = typename T::B;
         const B* xr = (const B*)x;
         const int64_t nb = n / 32;
@@ -346,11 +401,7 @@ struct GemmPrep32 {
             sy[c] = (const int32_t*)(dy[c] + nb);
             yq[c] = (const int8_t*)(sy[c] + nb);
         }
-        const __m256i ones = _mm256_set1_epi16(1);
-        // The blocks past the last full group (quants as is) first, the 8 rows as lanes:
-        // vec_dot_32_prep's per-block ops, P_c = (float)idot_c * (dx * dy_c) [+ Affine term]. They
-        // are added after the groups, in block order (the reference's order); computed here, their
-        // reductions overlap the group loop instead of ending every tile with them.
+        // tail blocks, the 8 activation rows as lanes: P_c = (float)idot_c * (dx * dy_c) [+ Affine term]
         const int64_t nfull = nb / 8 * 8;
         __m256 tail[7];
         for (int64_t b = nfull; b < nb; ++b) {
@@ -387,54 +438,68 @@ struct GemmPrep32 {
             if constexpr (T::kind == Kind32::Affine) vmx = load_h8_gpr((const uint8_t*)&xr[b].m, sizeof(B));
             __m256 P[8];
 #pragma GCC unroll 8
-            for (int c = 0; c < 8; ++c) {
-                if (c >= RY) {
-                    P[c] = _mm256_setzero_ps();
-                    continue;
-                }
-                const int8_t* yk = yq[c] + 32 * b;
-                __m256i v[4], isum;  // isum lane i = block b+i's exact dot
-                if constexpr (T::kind == Kind32::S8) {
-                    const auto dot = [&](__m256i xs, const int8_t* p) {
-                        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xs, xs),
-                                                                      _mm256_sign_epi8(load256(p), xs)), ones);
-                    };
-#pragma GCC unroll 4
-                    for (int k = 0; k < 4; ++k)
-                        v[k] = _mm256_add_epi32(dot(lo[k], yk + 64 * k), dot(hi[k], yk + 64 * k + 32));
-                    isum = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-                } else {
-#pragma GCC unroll 4
-                    for (int k = 0; k < 4; ++k)
-                        v[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], load256(yk + 64 * k)),
-                                                _mm256_maddubs_epi16(hi[k], load256(yk + 64 * k + 32)));
-                    const __m256i h01 = _mm256_hadd_epi16(v[0], v[1]), h23 = _mm256_hadd_epi16(v[2], v[3]);
-                    // int16 range: see vec_dot_32_prep
-                    if constexpr (T::qmax <= 15) isum = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
-                    else isum = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h23, ones));
-                }
-                const __m256 vdy = _mm256_loadu_ps(dy[c] + b);
-                if constexpr (T::kind == Kind32::S8) {
-                    P[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy));
-                } else if constexpr (T::kind == Kind32::Sym) {
-                    const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy[c] + b));
-                    const __m256i idot = _mm256_sub_epi32(isum, _mm256_slli_epi32(vsy, T::off_shift));
-                    P[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(vdx, vdy));
-                } else {
-                    const __m256i vsy = _mm256_loadu_si256((const __m256i*)(sy[c] + b));
-                    P[c] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(vdx, vdy)),
-                                         _mm256_mul_ps(_mm256_cvtepi32_ps(vsy), _mm256_mul_ps(vmx, vdy)));
-                }
-            }
-            const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(P[0], P[1]), _mm256_hadd_ps(P[2], P[3]));
-            const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(P[4], P[5]), _mm256_hadd_ps(P[6], P[7]));
-            acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
-                                                   _mm256_permute2f128_ps(q0, q1, 0x31)));
+            for (int c = 0; c < 8; ++c)
+                P[c] = c < RY ? group_products<T>(lo, hi, yq[c] + 32 * b, dy[c] + b, sy[c] + b, vdx, vmx)
+                              : _mm256_setzero_ps();
+            acc = _mm256_add_ps(acc, tree8_lanes(P));
         }
         for (; b < nb; ++b) acc = _mm256_add_ps(acc, tail[b - nfull]);
         alignas(32) float out[8];
         _mm256_store_ps(out, acc);
         for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
+    }
+
+    // weight rows x + r * bx (r < RX) against one activation row's prep data: s[r]
+    template <int RX>
+    static void decode_tile(int64_t n, float* s, const char* x, size_t bx, const char* prep) {
+        using B = typename T::B;
+        const int64_t nb = n / 32;
+        const float* dy = (const float*)prep;
+        const int32_t* sy = (const int32_t*)(dy + nb);
+        const int8_t* yq = (const int8_t*)(sy + nb);
+        const auto row = [&](int r) { return (const B*)(x + r * bx); };
+        // Groups in chunks: each row's products are computed in turn (its bytes read in order,
+        // as vec_dot reads them: one stream) and kept, then reduced for the 8 rows at once. The
+        // blocks past the last full group: one product per row and block, added last.
+        constexpr int64_t kChunk = 64;  // groups per chunk: 16 KiB of products, rows up to 16384
+        alignas(32) __m256 prod[kChunk][8];
+        alignas(32) float tail[7][8] = {};
+        __m256 acc = _mm256_setzero_ps();
+        const int64_t ng = nb / 8;
+        for (int64_t g0 = 0; g0 < ng || g0 == 0; g0 += kChunk) {
+            const int64_t g1 = ng - g0 < kChunk ? ng : g0 + kChunk;
+            for (int r = RX; r < 8; ++r)
+                for (int64_t g = g0; g < g1; ++g) prod[g - g0][r] = _mm256_setzero_ps();
+            for (int r = 0; r < RX; ++r) {
+                const B* xr = row(r);
+                for (int64_t g = g0; g < g1; ++g) {
+                    const int64_t b = 8 * g;
+                    prefetch_ahead(xr + b, 8 * sizeof(B));
+                    __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; ++k) T::q_pair(xr[b + k], xr[b + k + 4], &lo[k], &hi[k]);
+                    const __m256 vdx = load_h8_gpr((const uint8_t*)&xr[b].d, sizeof(B));
+                    __m256 vmx = _mm256_setzero_ps();
+                    if constexpr (T::kind == Kind32::Affine) vmx = load_h8_gpr((const uint8_t*)&xr[b].m, sizeof(B));
+                    prod[g - g0][r] = group_products<T>(lo, hi, yq + 32 * b, dy + b, sy + b, vdx, vmx);
+                }
+                if (g1 == ng)  // the row's last chunk: its tail blocks, vec_dot_32_prep's formula
+                    for (int64_t b = 8 * ng; b < nb; ++b) {
+                        const __m256i yb = load256(yq + 32 * b);
+                        int32_t idot = hsum_i32(T::kind == Kind32::S8 ? dot32_once<T>(T::q(xr[b]), yb)
+                                                                      : mul_sum_us8(T::q(xr[b]), yb));
+                        if constexpr (T::kind == Kind32::Sym) idot -= sy[b] * (1 << T::off_shift);
+                        float P = (float)idot * (h2f(xr[b].d) * dy[b]);
+                        if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[b] * (mval<T>(xr[b]) * dy[b]);
+                        tail[b - 8 * ng][r] = P;
+                    }
+            }
+            for (int64_t g = g0; g < g1; ++g) acc = _mm256_add_ps(acc, tree8_lanes(prod[g - g0]));
+        }
+        for (int64_t b = 8 * ng; b < nb; ++b) acc = _mm256_add_ps(acc, _mm256_load_ps(tail[b - 8 * ng]));
+        alignas(32) float out[8];
+        _mm256_store_ps(out, acc);
+        for (int r = 0; r < RX; ++r) s[r] = out[r];
     }
 };
 
@@ -567,6 +632,18 @@ void gemm_driver(int64_t n, float* s, size_t bs, const void* vx, size_t bx, int 
     }
 }
 
+// The same for the types whose Impl also has decode tiles (tile<RX, 1>, RX <= DX): one activation
+// row is covered with DX-row tiles (TypeKernels::decode_rows).
+template <typename Impl, int TX, int TY, int DX>
+void gemm_driver_dec(int64_t n, float* s, size_t bs, const void* vx, size_t bx, int nrx, const void* vy, size_t by,
+                     int nry) {
+    if (nry != 1) return gemm_driver<Impl, TX, TY>(n, s, bs, vx, bx, nrx, vy, by, nry);
+    const char* x = (const char*)vx;
+    for (int r0 = 0; r0 < nrx; r0 += DX)
+        call_tile<Impl, DX, 1>(nrx - r0 < DX ? nrx - r0 : DX, 1, n, s + r0, bs, x + (size_t)r0 * bx, bx,
+                               (const char*)vy, by);
+}
+
 #include "kernels/x86/x86_convert.h"  // from_float and fp16 rows (same namespace)
 
 // ---- hot f32 helpers --------------------------------------------------------------------------
@@ -592,13 +669,14 @@ void vec_scale_f32(int64_t n, float* y, float v) {
 // Overrides only entries whose partner type is the one these kernels expect (the scalar table
 // decides vec_dot_type); anything else keeps the scalar entry.
 template <VecDotFn VD, GemmFn GM>
-void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
+void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy, int dx = 1) {
     TypeKernels& k = t.type[(int)w];
     if (k.vec_dot_type != partner) return;
     k.vec_dot = VD;
     k.gemm = GM;
     k.gemm_rows_x = gx;
     k.gemm_rows_y = gy;
+    k.decode_rows = dx;
 }
 
 inline void fill_x86_table(KernelTable& t) {
@@ -629,19 +707,22 @@ inline void fill_x86_table(KernelTable& t) {
     set_prep(DType::Q5_0, vec_dot_32_prep<TQ5_0>);
     set_prep(DType::Q5_1, vec_dot_32_prep<TQ5_1>);
     // prefill on prepared activations: tiles of 1 weight row x 8 activation rows, the driver
-    // covering up to kGemmPrepX weight rows per call
-    const auto set_gemm_prep = [&t](DType w, GemmFn f) {
+    // covering up to kGemmPrepX weight rows per call; decode: tiles of dx weight rows x 1
+    const auto set_gemm_prep = [&t](DType w, GemmFn f, int dx) {
         TypeKernels& k = t.type[(int)w];
         if (k.vec_dot_type != DType::Q8_0) return;
         k.gemm_prep = f;
         k.gemm_prep_rows_x = kGemmPrepX;
         k.gemm_prep_rows_y = 8;
+        k.decode_rows = dx;
     };
-    set_gemm_prep(DType::Q4_0, gemm_driver<GemmPrep32<TQ4_0>, 1, 8>);
-    set_gemm_prep(DType::Q4_1, gemm_driver<GemmPrep32<TQ4_1>, 1, 8>);
-    set_gemm_prep(DType::Q5_0, gemm_driver<GemmPrep32<TQ5_0>, 1, 8>);
-    set_gemm_prep(DType::Q5_1, gemm_driver<GemmPrep32<TQ5_1>, 1, 8>);
-    set_gemm_prep(DType::Q8_0, gemm_driver<GemmPrep32<TQ8_0>, 1, 8>);
+    set_gemm_prep(DType::Q4_0, gemm_driver_dec<GemmPrep32<TQ4_0>, 1, 8, 8>, 8);
+    set_gemm_prep(DType::Q4_1, gemm_driver_dec<GemmPrep32<TQ4_1>, 1, 8, 8>, 8);
+    set_gemm_prep(DType::Q5_0, gemm_driver_dec<GemmPrep32<TQ5_0>, 1, 8, 8>, 8);
+    set_gemm_prep(DType::Q5_1, gemm_driver_dec<GemmPrep32<TQ5_1>, 1, 8, 8>, 8);
+    // Q8_0 decodes through vec_dot: its decode is bound by memory, where the decode tiles measured
+    // 0-8% slower (bench_kernels, 2 threads), though faster from cache
+    set_gemm_prep(DType::Q8_0, gemm_driver<GemmPrep32<TQ8_0>, 1, 8>, 1);
     t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;
