@@ -375,9 +375,10 @@ inline __m256 tree8_lanes(const __m256* P) {
 //   of the running sum is activation row c's.
 // - decode, tile<RX, 1>: up to 8 weight rows against one activation row. Lane r of the running
 //   sum is weight row r's. One tree8_lanes per group serves 8 rows (a single row's tree8 had cost
-//   a fifth of vec_dot_32_prep), and the activation's loads are shared.
+//   a fifth of vec_dot_32_prep).
 // Blocks past the last full group are added after the groups, in block order (the reference's
-// order); computed first, as vectors over the rows, so their reductions overlap the group loop.
+// order). The prefill tile computes them first, as vectors over the activation rows, so their
+// reductions overlap the group loop; the decode tile after each row's groups (reads in order).
 template <typename T>
 struct GemmPrep32 {
     template <int RX, int RY>
@@ -466,7 +467,7 @@ struct GemmPrep32 {
         alignas(32) float tail[7][8] = {};
         __m256 acc = _mm256_setzero_ps();
         const int64_t ng = nb / 8;
-        for (int64_t g0 = 0; g0 < ng || g0 == 0; g0 += kChunk) {
+        for (int64_t g0 = 0; g0 < ng || g0 == 0; g0 += kChunk) {  // once at least: the tails
             const int64_t g1 = ng - g0 < kChunk ? ng : g0 + kChunk;
             for (int r = RX; r < 8; ++r)
                 for (int64_t g = g0; g < g1; ++g) prod[g - g0][r] = _mm256_setzero_ps();
