@@ -670,14 +670,13 @@ void vec_scale_f32(int64_t n, float* y, float v) {
 // Overrides only entries whose partner type is the one these kernels expect (the scalar table
 // decides vec_dot_type); anything else keeps the scalar entry.
 template <VecDotFn VD, GemmFn GM>
-void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy, int dx = 1) {
+void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
     TypeKernels& k = t.type[(int)w];
     if (k.vec_dot_type != partner) return;
     k.vec_dot = VD;
     k.gemm = GM;
     k.gemm_rows_x = gx;
     k.gemm_rows_y = gy;
-    k.decode_rows = dx;
 }
 
 inline void fill_x86_table(KernelTable& t) {
