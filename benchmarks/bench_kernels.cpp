@@ -105,9 +105,9 @@ std::vector<uint8_t> make_acts(const KernelTable& kt, DType p, int64_t k, int64_
     return y;
 }
 
-// One activation row against weight rows [r0, r1), as mul_mat decodes: on tiles of decode_rows
-// weight rows through gemm_prep / gemm where the table has them (kernels.h), else one vec_dot_prep
-// (with the activation row's prepared per-block data) or vec_dot per row.
+// One activation row against weight rows [r0, r1), as mul_mat decodes a chunk: through the table's
+// decode where it has one (kernels.h), else one vec_dot_prep (with the activation row's prepared
+// per-block data) or vec_dot per row.
 struct Decoder {
     const TypeKernels& tk;
     const Mat& w;
@@ -115,19 +115,15 @@ struct Decoder {
     Decoder(const KernelTable& kt, const Mat& w_) : tk(kt.type[(int)w_.t]), w(w_) {
         size_t yrs;
         y = make_acts(kt, tk.vec_dot_type, w.k, 1, &yrs);
-        if (tk.vec_dot_type == DType::Q8_0 && (tk.vec_dot_prep || tk.gemm_prep)) {
+        if (tk.vec_dot_type == DType::Q8_0 && (tk.vec_dot_prep || tk.decode)) {
             prep.resize(q8_0_prep_size(w.k));
             q8_0_prep(y.data(), prep.data(), w.k);
         }
     }
     void run(float* out, int64_t r0, int64_t r1) const {
         const uint8_t* x = &w.data[r0 * w.rs];
-        const int step = std::max(1, tk.decode_rows);
-        if (tk.decode_rows > 1 && (prep.size() ? tk.gemm_prep : tk.gemm)) {
-            const GemmFn g = prep.size() ? tk.gemm_prep : tk.gemm;
-            const void* yy = prep.size() ? (const void*)prep.data() : (const void*)y.data();
-            for (int64_t r = r0; r < r1; r += step)
-                g(w.k, &out[r], 0, &w.data[r * w.rs], w.rs, (int)std::min<int64_t>(step, r1 - r), yy, 0, 1);
+        if (tk.decode) {
+            tk.decode(w.k, &out[r0], x, w.rs, r1 - r0, y.data(), prep.size() ? prep.data() : nullptr);
         } else if (tk.vec_dot_prep && prep.size()) {
             for (int64_t r = r0; r < r1; ++r, x += w.rs) tk.vec_dot_prep(w.k, &out[r], x, y.data(), prep.data());
         } else {

@@ -4,8 +4,8 @@
 // threads in chunks taken from an atomic counter (so 2 threads balance under load). Prefill uses
 // the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows), or gemm_prep
 // on the activation rows' per-block data derived once (kernels.h) where the table has it; decode
-// (one activation row) uses the same gemm / gemm_prep on tiles of decode_rows weight rows where
-// the table has them, else vec_dot per weight row, or vec_dot_prep with that per-block data.
+// (one activation row) uses the table's decode on each chunk of weight rows where it has one, else
+// vec_dot per weight row, or vec_dot_prep with that per-block data.
 // mul_mat_causal nodes (attention) skip the products a causal mask discards.
 #include <algorithm>
 #include <cstring>
@@ -25,10 +25,11 @@ struct MatmulPlan {
     bool direct;        // b's rows are used in place (f32 partner and dense rows)
     size_t y_row;       // bytes per converted activation row
     size_t temp_off;    // per-thread gather rows (strided b, non-f32 partner), from wdata
-    bool gemm_prep;     // prefill (or decode) with gemm_prep on the activation rows' q8_0_prep data
-    bool gemm;          // prefill (or decode) with gemm (no gemm_prep)
+    bool gemm_prep;     // prefill with gemm_prep on the activation rows' q8_0_prep data
+    bool gemm;          // prefill with gemm (no gemm_prep)
     int rx, ry;         // tile: weight rows x activation rows per gemm / gemm_prep call
-    bool prep;          // per activation row q8_0_prep data at prep_off (gemm_prep, vec_dot_prep)
+    bool decode;        // one activation row: the table's decode on each chunk of weight rows
+    bool prep;          // per activation row q8_0_prep data at prep_off (gemm_prep, decode, vec_dot_prep)
     size_t prep_row;    // bytes of prep data per activation row
     size_t prep_off;
 };
@@ -43,14 +44,14 @@ MatmulPlan plan_of(const Tensor* t) {
     m.y_row = row_size(m.vdt, b->ne[0]);
     m.temp_off = (m.y_row * (size_t)b->nrows() + 63) / 64 * 64;
     // derive each activation row's per-block data once (kernels.h) where the table's prefill or
-    // decode kernels (gemm_prep, vec_dot_prep) take it
+    // decode kernels (gemm_prep, decode, vec_dot_prep) take it
     const bool many = b->ne[1] > 1, q80 = m.vdt == DType::Q8_0;
-    const bool tiles = many || m.tk->decode_rows > 1;  // decode tiles: kernels.h, decode_rows
-    m.gemm_prep = tiles && q80 && m.tk->gemm_prep;
-    m.gemm = tiles && !m.gemm_prep && m.tk->gemm;
-    m.rx = std::max(1, !many ? m.tk->decode_rows : m.gemm_prep ? m.tk->gemm_prep_rows_x : m.tk->gemm_rows_x);
+    m.gemm_prep = many && q80 && m.tk->gemm_prep;
+    m.gemm = many && !m.gemm_prep && m.tk->gemm;
+    m.decode = !many && m.tk->decode;
+    m.rx = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_x : m.gemm ? m.tk->gemm_rows_x : 1);
     m.ry = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_y : m.tk->gemm_rows_y);
-    m.prep = q80 && (m.gemm_prep || (!m.gemm && m.tk->vec_dot_prep));
+    m.prep = q80 && (m.gemm_prep || m.decode || (!m.gemm && m.tk->vec_dot_prep));
     m.prep_row = m.prep ? (q8_0_prep_size(b->ne[0]) + 63) / 64 * 64 : 0;
     m.prep_off = m.temp_off;  // the gather rows follow the prep rows
     m.temp_off += m.prep_row * (size_t)b->nrows();
@@ -174,8 +175,10 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                 const char* y = yrow(n, i2, i3);
                 float* s = reinterpret_cast<float*>(dbase + n * t->nb[1]);
                 const int64_t mend = std::min(m1, std::max(m0, first_masked(n))), kn = k_len(n + 1);
-                if (m.prep) {
-                    const char* pr = p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n) * m.prep_row;
+                const char* pr = m.prep ? p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n) * m.prep_row : nullptr;
+                if (m.decode) {
+                    m.tk->decode(kn, s + m0, abase + m0 * a->nb[1], a->nb[1], mend - m0, y, pr);
+                } else if (m.prep) {
                     for (int64_t mm = m0; mm < mend; ++mm) m.tk->vec_dot_prep(K, s + mm, abase + mm * a->nb[1], y, pr);
                 } else {
                     for (int64_t mm = m0; mm < mend; ++mm) m.tk->vec_dot(kn, s + mm, abase + mm * a->nb[1], y);

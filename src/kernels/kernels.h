@@ -41,6 +41,14 @@ using VecDotPrepFn = void (*)(int64_t n, float* s, const void* x, const void* y,
 size_t q8_0_prep_size(int64_t n);
 void q8_0_prep(const void* y, void* prep, int64_t n);
 
+// Decode: one activation row against nrx weight rows x + r * bx, s[r] = dot(row r, y) with
+// vec_dot's exact bits (float weights: within vec_dot's tolerance); prep is y's q8_0_prep data
+// where the partner is Q8_0, else unused. The kernel picks the order it reads the rows in: the x86
+// tables read the two halves of the range in lockstep, two streams from memory, which one stream
+// with the same prefetching did not match (bench_kernels, 256 MiB of weights, 2 threads).
+using DecodeFn = void (*)(int64_t n, float* s, const void* x, size_t bx, int64_t nrx, const void* y,
+                          const void* prep);
+
 struct TypeKernels {
     DType vec_dot_type = DType::F32;  // partner type of the activations (Q8_0, Q8_K, F32, ...)
     VecDotFn vec_dot = nullptr;       // nullptr: type not supported as a matmul weight
@@ -54,11 +62,8 @@ struct TypeKernels {
     GemmFn gemm_prep = nullptr;
     int gemm_prep_rows_x = 1;
     int gemm_prep_rows_y = 1;
-    // Above 1: gemm_prep (else gemm) called with nry == 1 runs decode tiles of up to this many
-    // weight rows, whose block products are summed for all the rows at once (one reduction tree
-    // instead of one per row), with vec_dot's bits; mul_mat then decodes through it instead of
-    // vec_dot / vec_dot_prep.
-    int decode_rows = 1;
+    // optional: mul_mat decodes (one activation row) through it, else vec_dot / vec_dot_prep per row
+    DecodeFn decode = nullptr;
 };
 
 struct KernelTable {

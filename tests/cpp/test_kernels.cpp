@@ -166,8 +166,9 @@ void test_table(const std::string& name) {
         if (!k.vec_dot || k.vec_dot_type != rk.vec_dot_type) continue;
         const DType p = rk.vec_dot_type;
         for (int64_t n : test_lengths(t)) {
-            // several weight rows and activation rows, with padded strides, for the gemm tile
-            const int nrx = std::max({1, k.gemm_rows_x, k.gemm_prep_rows_x, k.decode_rows});
+            // several weight rows and activation rows, with padded strides, for the gemm tiles and
+            // decode (9: both of its halves hold more than one x86 tile's 4 rows, and one is odd)
+            const int nrx = std::max({9, k.gemm_rows_x, k.gemm_prep_rows_x});
             const int nry = std::max({1, k.gemm_rows_y, k.gemm_prep_rows_y});
             const size_t bx = row_size(t, n) + 64, by = row_size(p, n) + 32;
             std::vector<uint8_t> X(bx * nrx), Y(by * nry);
@@ -219,8 +220,6 @@ void test_table(const std::string& name) {
                             }
                     }
             };
-            // decode tiles (kernels.h, decode_rows): nry = 1 and up to decode_rows weight rows
-            const int dx = std::max({k.decode_rows, k.gemm_prep_rows_x, k.gemm_rows_x});
             if (k.gemm_prep) {  // prefill on q8_0_prep rows (padded stride): vec_dot_prep's bits
                 CHECK(p == DType::Q8_0);
                 const size_t bp = q8_0_prep_size(n) + 32;
@@ -229,17 +228,22 @@ void test_table(const std::string& name) {
                 check_tiles("gemm_prep", k.gemm_prep_rows_x, k.gemm_prep_rows_y, [&](float* S, size_t bs, int tx, int ty) {
                     k.gemm_prep(n, S, bs, X.data(), bx, tx, P.data(), bp, ty);
                 });
-                check_tiles("gemm_prep decode", dx, 1, [&](float* S, size_t bs, int tx, int ty) {
-                    k.gemm_prep(n, S, bs, X.data(), bx, tx, P.data(), bp, ty);
-                });
             }
             if (k.gemm) {
                 check_tiles("gemm", k.gemm_rows_x, k.gemm_rows_y, [&](float* S, size_t bs, int tx, int ty) {
                     k.gemm(n, S, bs, X.data(), bx, tx, Y.data(), by, ty);
                 });
-                check_tiles("gemm decode", dx, 1, [&](float* S, size_t bs, int tx, int ty) {
-                    k.gemm(n, S, bs, X.data(), bx, tx, Y.data(), by, ty);
+            }
+            if (k.decode) {  // every row count up to nrx against activation row 0 (ty = 1)
+                std::vector<uint8_t> prep(q8_0_prep_size(n));
+                if (p == DType::Q8_0) q8_0_prep(Y.data(), prep.data(), n);
+                const void* pr = p == DType::Q8_0 ? prep.data() : nullptr;
+                check_tiles("decode", nrx, 1, [&](float* S, size_t, int tx, int) {
+                    k.decode(n, S, X.data(), bx, tx, Y.data(), pr);
                 });
+                float none = NAN;  // no rows (a chunk mul_mat's causal mask takes whole): no write
+                k.decode(n, &none, X.data(), bx, 0, Y.data(), pr);
+                CHECK(std::isnan(none));
             }
         }
     }

@@ -106,7 +106,7 @@ ALL_QTYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q
 
 
 @pytest.mark.parametrize("nth", THREADS)
-@pytest.mark.parametrize("N", [1, 11])          # decode (vec_dot or decode tiles) and prefill (gemm tiles + ragged edge)
+@pytest.mark.parametrize("N", [1, 11])          # decode (the table's decode, or vec_dot) and prefill (gemm tiles + ragged edge)
 @pytest.mark.parametrize("qtype", ALL_QTYPES)
 def test_mul_mat_every_quantized_type(nth, N, qtype):
     """Every block type through mul_mat: the weights are quantized by our C++ quantizer, the
@@ -133,8 +133,8 @@ def test_mul_mat_every_quantized_type(nth, N, qtype):
 @pytest.mark.parametrize("nth", THREADS)
 @pytest.mark.parametrize("qtype", ALL_QTYPES)
 def test_mul_mat_decode_equals_prefill_bits(nth, qtype):
-    """Decode (one activation row: vec_dot, vec_dot_prep with the row's prepared block data, or
-    the table's decode tiles of several weight rows) and prefill (several rows: gemm tiles) follow
+    """Decode (one activation row: the table's decode, reading two halves of the rows in lockstep,
+    or vec_dot / vec_dot_prep with the row's prepared block data) and prefill (several rows: gemm tiles) follow
     one summation order, so each activation row's
     outputs are the same bits either way; also per batch of a 3-d activation (prep offsets)."""
     K = 768 if qtype.endswith("K") else 320  # 3 super-blocks; 10 blocks = a tree8 group + 2

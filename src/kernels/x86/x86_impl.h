@@ -373,9 +373,9 @@ inline __m256 tree8_lanes(const __m256* P) {
 // - prefill, tile<1, RY>: one weight row against up to 8 activation rows. Per group of 8 blocks
 //   the weight pairs are unpacked once (8 registers) and reused for every activation row; lane c
 //   of the running sum is activation row c's.
-// - decode, tile<RX, 1>: up to 8 weight rows against one activation row. Lane r of the running
-//   sum is weight row r's. One tree8_lanes per group serves 8 rows (a single row's tree8 had cost
-//   a fifth of vec_dot_32_prep).
+// - decode, decode_tile: up to 8 weight rows against one activation row (decode_32). Lane r of
+//   the running sum is weight row r's. One tree8_lanes per group serves 8 rows (a single row's
+//   tree8 had cost a fifth of vec_dot_32_prep).
 // Blocks past the last full group are added after the groups, in block order (the reference's
 // order). The prefill tile computes them first, as vectors over the activation rows, so their
 // reductions overlap the group loop; the decode tile after each row's groups (reads in order).
@@ -383,10 +383,8 @@ template <typename T>
 struct GemmPrep32 {
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* prep, size_t bp) {
-        static_assert((RX == 1 && RY >= 1 && RY <= 8) || (RY == 1 && RX <= 8),
-                      "one weight row and up to 8 activation rows, or the reverse");
-        if constexpr (RX > 1) decode_tile<RX>(n, s, x, bx, prep);
-        else prefill_tile<RY>(n, s, bs, x, prep, bp);
+        static_assert(RX == 1 && RY >= 1 && RY <= 8, "one weight row, up to 8 activation rows");
+        prefill_tile<RY>(n, s, bs, x, prep, bp);
     }
 
     template <int RY>
@@ -450,59 +448,89 @@ struct GemmPrep32 {
         for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
     }
 
-    // weight rows x + r * bx (r < RX) against one activation row's prep data: s[r]
-    template <int RX>
-    static void decode_tile(int64_t n, float* s, const char* x, size_t bx, const char* prep) {
+    // Decode: weight rows rows[i] against one activation row's prep data, *out[i] = their dots
+    // (null: no row). Slots 0..3 hold rows of one half of the range, 4..7 of the other (decode_32),
+    // and rows i and i + 4 are read in lockstep, a group of 8 blocks of one then of the other: two
+    // streams, each row in order. A row's block products are kept (in chunks of 64 groups), then
+    // the 8 rows' sums come out of one tree8_lanes per group. The blocks past the last full group:
+    // one product per row and block, added last in block order.
+    static void decode_tile(int64_t n, const char* const* rows, float* const* out, const char* prep) {
         using B = typename T::B;
-        const int64_t nb = n / 32;
+        const int64_t nb = n / 32, ng = nb / 8;
         const float* dy = (const float*)prep;
         const int32_t* sy = (const int32_t*)(dy + nb);
         const int8_t* yq = (const int8_t*)(sy + nb);
-        const auto row = [&](int r) { return (const B*)(x + r * bx); };
-        // Groups in chunks: each row's products are computed in turn (its bytes read in order,
-        // as vec_dot reads them: one stream) and kept, then reduced for the 8 rows at once. The
-        // blocks past the last full group: one product per row and block, added last.
+        const auto group = [&](const B* xr, int64_t g) {
+            const int64_t b = 8 * g;
+            prefetch_ahead(xr + b, 8 * sizeof(B));
+            __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) T::q_pair(xr[b + k], xr[b + k + 4], &lo[k], &hi[k]);
+            const __m256 vdx = load_h8_gpr((const uint8_t*)&xr[b].d, sizeof(B));
+            __m256 vmx = _mm256_setzero_ps();
+            if constexpr (T::kind == Kind32::Affine) vmx = load_h8_gpr((const uint8_t*)&xr[b].m, sizeof(B));
+            return group_products<T>(lo, hi, yq + 32 * b, dy + b, sy + b, vdx, vmx);
+        };
+        alignas(32) float tail[7][8] = {};
+        const auto tails = [&](const B* xr, int slot) {  // vec_dot_32_prep's formula
+            for (int64_t b = 8 * ng; b < nb; ++b) {
+                const __m256i yb = load256(yq + 32 * b);
+                int32_t idot = hsum_i32(T::kind == Kind32::S8 ? dot32_once<T>(T::q(xr[b]), yb) : mul_sum_us8(T::q(xr[b]), yb));
+                if constexpr (T::kind == Kind32::Sym) idot -= sy[b] * (1 << T::off_shift);
+                float P = (float)idot * (h2f(xr[b].d) * dy[b]);
+                if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[b] * (mval<T>(xr[b]) * dy[b]);
+                tail[b - 8 * ng][slot] = P;
+            }
+        };
         constexpr int64_t kChunk = 64;  // groups per chunk: 16 KiB of products, rows up to 16384
         alignas(32) __m256 prod[kChunk][8];
-        alignas(32) float tail[7][8] = {};
         __m256 acc = _mm256_setzero_ps();
-        const int64_t ng = nb / 8;
         for (int64_t g0 = 0; g0 < ng || g0 == 0; g0 += kChunk) {  // once at least: the tails
             const int64_t g1 = ng - g0 < kChunk ? ng : g0 + kChunk;
-            for (int r = RX; r < 8; ++r)
-                for (int64_t g = g0; g < g1; ++g) prod[g - g0][r] = _mm256_setzero_ps();
-            for (int r = 0; r < RX; ++r) {
-                const B* xr = row(r);
-                for (int64_t g = g0; g < g1; ++g) {
-                    const int64_t b = 8 * g;
-                    prefetch_ahead(xr + b, 8 * sizeof(B));
-                    __m256i lo[4], hi[4];
-#pragma GCC unroll 4
-                    for (int k = 0; k < 4; ++k) T::q_pair(xr[b + k], xr[b + k + 4], &lo[k], &hi[k]);
-                    const __m256 vdx = load_h8_gpr((const uint8_t*)&xr[b].d, sizeof(B));
-                    __m256 vmx = _mm256_setzero_ps();
-                    if constexpr (T::kind == Kind32::Affine) vmx = load_h8_gpr((const uint8_t*)&xr[b].m, sizeof(B));
-                    prod[g - g0][r] = group_products<T>(lo, hi, yq + 32 * b, dy + b, sy + b, vdx, vmx);
-                }
-                if (g1 == ng)  // the row's last chunk: its tail blocks, vec_dot_32_prep's formula
-                    for (int64_t b = 8 * ng; b < nb; ++b) {
-                        const __m256i yb = load256(yq + 32 * b);
-                        int32_t idot = hsum_i32(T::kind == Kind32::S8 ? dot32_once<T>(T::q(xr[b]), yb)
-                                                                      : mul_sum_us8(T::q(xr[b]), yb));
-                        if constexpr (T::kind == Kind32::Sym) idot -= sy[b] * (1 << T::off_shift);
-                        float P = (float)idot * (h2f(xr[b].d) * dy[b]);
-                        if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[b] * (mval<T>(xr[b]) * dy[b]);
-                        tail[b - 8 * ng][r] = P;
+            for (int r = 0; r < 8; ++r)
+                if (!rows[r])
+                    for (int64_t g = g0; g < g1; ++g) prod[g - g0][r] = _mm256_setzero_ps();
+            for (int i = 0; i < 4; ++i) {
+                const B* xa = (const B*)rows[i];
+                const B* xb = (const B*)rows[i + 4];
+                if (xa && xb)
+                    for (int64_t g = g0; g < g1; ++g) {
+                        prod[g - g0][i] = group(xa, g);
+                        prod[g - g0][i + 4] = group(xb, g);
                     }
+                else if (xa)  // (the second half is never the longer one)
+                    for (int64_t g = g0; g < g1; ++g) prod[g - g0][i] = group(xa, g);
+                if (g1 == ng) {  // the rows' last chunk: their tail blocks
+                    if (xa) tails(xa, i);
+                    if (xb) tails(xb, i + 4);
+                }
             }
             for (int64_t g = g0; g < g1; ++g) acc = _mm256_add_ps(acc, tree8_lanes(prod[g - g0]));
         }
         for (int64_t b = 8 * ng; b < nb; ++b) acc = _mm256_add_ps(acc, _mm256_load_ps(tail[b - 8 * ng]));
-        alignas(32) float out[8];
-        _mm256_store_ps(out, acc);
-        for (int r = 0; r < RX; ++r) s[r] = out[r];
+        alignas(32) float o[8];
+        _mm256_store_ps(o, acc);
+        for (int r = 0; r < 8; ++r)
+            if (out[r]) *out[r] = o[r];
     }
 };
+
+// DecodeFn of the 32-block types (prep: q8_0_prep data): rows [0, h) and [h, nrx), h = ceil(nrx / 2),
+// are read in lockstep, 4 rows of each per decode_tile
+template <typename T>
+void decode_32(int64_t n, float* s, const void* vx, size_t bx, int64_t nrx, const void*, const void* prep) {
+    const char* x = (const char*)vx;
+    const int64_t h = (nrx + 1) / 2;
+    for (int64_t r0 = 0; r0 < h; r0 += 4) {
+        const char* rows[8] = {};
+        float* out[8] = {};
+        for (int i = 0; i < 4; ++i) {
+            if (r0 + i < h) rows[i] = x + (r0 + i) * bx, out[i] = s + r0 + i;
+            if (h + r0 + i < nrx) rows[i + 4] = x + (h + r0 + i) * bx, out[i + 4] = s + h + r0 + i;
+        }
+        GemmPrep32<T>::decode_tile(n, rows, out, (const char*)prep);
+    }
+}
 
 #include "kernels/x86/x86_kquants.h"  // K-quants against Q8_K (same namespace)
 
@@ -539,22 +567,38 @@ inline float hsum_ps(__m256 v) {
 
 // vec_dot: f32 FMA into 4 independent accumulators (decode is bandwidth-bound; the exact-in-double
 // variant was compute-bound on F16). Tolerance vs the double reference: (n+4)*eps*sum|x_i*y_i|.
+// rows<R>: R weight rows x[r] against y, *s[r] = their dots, each with R = 1's ops (vec_dot); R = 2
+// reads two rows in lockstep (decode_pairs).
+template <typename W>
+struct DotF {
+    template <int R>
+    static void rows(int64_t n, float* const* s, const char* const* vx, const void* vy) {
+        using E = typename W::E;
+        const float* y = (const float*)vy;
+        __m256 a[R][4];
+        for (int r = 0; r < R; ++r)
+            for (int q = 0; q < 4; ++q) a[r][q] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+#pragma GCC unroll 2
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; ++q)
+                    a[r][q] = _mm256_fmadd_ps(W::load8((const E*)vx[r] + i + 8 * q), _mm256_loadu_ps(y + i + 8 * q), a[r][q]);
+        }
+        for (; i + 8 <= n; i += 8)
+            for (int r = 0; r < R; ++r) a[r][0] = _mm256_fmadd_ps(W::load8((const E*)vx[r] + i), _mm256_loadu_ps(y + i), a[r][0]);
+        for (int r = 0; r < R; ++r) {
+            float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_add_ps(a[r][2], a[r][3])));
+            for (int64_t j = i; j < n; ++j) sum += W::one((const E*)vx[r] + j) * y[j];
+            *s[r] = sum;
+        }
+    }
+};
 template <typename W>
 void vec_dot_fw(int64_t n, float* s, const void* vx, const void* vy) {
-    const typename W::E* x = (const typename W::E*)vx;
-    const float* y = (const float*)vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(W::load8(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(W::load8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(W::load8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(W::load8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(W::load8(x + i), _mm256_loadu_ps(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) sum += W::one(x + i) * y[i];
-    *s = sum;
+    const char* x = (const char*)vx;
+    DotF<W>::template rows<1>(n, &s, &x, vy);
 }
 
 // gemm: f32 FMA accumulation (prefill is compute-bound); tolerance vs the double reference
@@ -606,6 +650,24 @@ struct GemmF {
     }
 };
 
+// DecodeFn of the types whose D has rows<1> (vec_dot) and rows<2> (two rows in lockstep): rows
+// [0, h) and [h, nrx), h = ceil(nrx / 2), read in pairs (i, h + i), two streams from memory
+template <typename D>
+void decode_pairs(int64_t n, float* s, const void* vx, size_t bx, int64_t nrx, const void* y, const void*) {
+    const char* x = (const char*)vx;
+    const int64_t h = (nrx + 1) / 2;
+    for (int64_t i = 0; i < nrx - h; ++i) {
+        const char* xr[2] = {x + i * bx, x + (h + i) * bx};
+        float* sr[2] = {s + i, s + h + i};
+        D::template rows<2>(n, sr, xr, y);
+    }
+    if (nrx % 2) {  // the middle row
+        const char* xr = x + (h - 1) * bx;
+        float* sr = s + h - 1;
+        D::template rows<1>(n, &sr, &xr, y);
+    }
+}
+
 // ---- gemm driver: cover nrx x nry with tiles of at most TX x TY -------------------------------
 template <typename Impl, int RX, int RY>
 inline void call_tile(int rx, int ry, int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y,
@@ -633,18 +695,6 @@ void gemm_driver(int64_t n, float* s, size_t bs, const void* vx, size_t bx, int 
     }
 }
 
-// The same for the types whose Impl also has decode tiles (tile<RX, 1>, RX <= DX): one activation
-// row is covered with DX-row tiles (TypeKernels::decode_rows).
-template <typename Impl, int TX, int TY, int DX>
-void gemm_driver_dec(int64_t n, float* s, size_t bs, const void* vx, size_t bx, int nrx, const void* vy, size_t by,
-                     int nry) {
-    if (nry != 1) return gemm_driver<Impl, TX, TY>(n, s, bs, vx, bx, nrx, vy, by, nry);
-    const char* x = (const char*)vx;
-    for (int r0 = 0; r0 < nrx; r0 += DX)
-        call_tile<Impl, DX, 1>(nrx - r0 < DX ? nrx - r0 : DX, 1, n, s + r0, bs, x + (size_t)r0 * bx, bx,
-                               (const char*)vy, by);
-}
-
 #include "kernels/x86/x86_convert.h"  // from_float and fp16 rows (same namespace)
 
 // ---- hot f32 helpers --------------------------------------------------------------------------
@@ -669,11 +719,12 @@ void vec_scale_f32(int64_t n, float* y, float v) {
 // ---- table ------------------------------------------------------------------------------------
 // Overrides only entries whose partner type is the one these kernels expect (the scalar table
 // decides vec_dot_type); anything else keeps the scalar entry.
-template <VecDotFn VD, GemmFn GM>
+template <VecDotFn VD, GemmFn GM, DecodeFn DEC = nullptr>
 void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
     TypeKernels& k = t.type[(int)w];
     if (k.vec_dot_type != partner) return;
     k.vec_dot = VD;
+    k.decode = DEC;
     k.gemm = GM;
     k.gemm_rows_x = gx;
     k.gemm_rows_y = gy;
@@ -689,14 +740,14 @@ inline void fill_x86_table(KernelTable& t) {
     set_entry<vec_dot_32<TQ5_0>, nullptr>(t, DType::Q5_0, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ5_1>, nullptr>(t, DType::Q5_1, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ8_0>, nullptr>(t, DType::Q8_0, DType::Q8_0, 1, 1);
-    set_entry<vec_dot_K<TQ2_K>, gemm_driver<GemmK<TQ2_K>, 1, 8>>(t, DType::Q2_K, DType::Q8_K, kGemmKX, 8);
-    set_entry<vec_dot_K<TQ3_K>, gemm_driver<GemmK<TQ3_K>, 1, 8>>(t, DType::Q3_K, DType::Q8_K, kGemmKX, 8);
-    set_entry<vec_dot_K<TQ4_K>, gemm_driver<GemmK<TQ4_K>, 1, 8>>(t, DType::Q4_K, DType::Q8_K, kGemmKX, 8);
-    set_entry<vec_dot_K<TQ5_K>, gemm_driver<GemmK<TQ5_K>, 1, 8>>(t, DType::Q5_K, DType::Q8_K, kGemmKX, 8);
-    set_entry<vec_dot_K<TQ6_K>, gemm_driver<GemmK<TQ6_K>, 1, 8>>(t, DType::Q6_K, DType::Q8_K, kGemmKX, 8);
-    set_entry<vec_dot_fw<WF32>, gemm_driver<GemmF<WF32>, FX, FY>>(t, DType::F32, DType::F32, FX, FY);
-    set_entry<vec_dot_fw<WF16>, gemm_driver<GemmF<WF16>, FX, FY>>(t, DType::F16, DType::F32, FX, FY);
-    set_entry<vec_dot_fw<WBF16>, gemm_driver<GemmF<WBF16>, FX, FY>>(t, DType::BF16, DType::F32, FX, FY);
+    set_entry<vec_dot_K<TQ2_K>, gemm_driver<GemmK<TQ2_K>, 1, 8>, decode_pairs<DotK<TQ2_K>>>(t, DType::Q2_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ3_K>, gemm_driver<GemmK<TQ3_K>, 1, 8>, decode_pairs<DotK<TQ3_K>>>(t, DType::Q3_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ4_K>, gemm_driver<GemmK<TQ4_K>, 1, 8>, decode_pairs<DotK<TQ4_K>>>(t, DType::Q4_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ5_K>, gemm_driver<GemmK<TQ5_K>, 1, 8>, decode_pairs<DotK<TQ5_K>>>(t, DType::Q5_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_K<TQ6_K>, gemm_driver<GemmK<TQ6_K>, 1, 8>, decode_pairs<DotK<TQ6_K>>>(t, DType::Q6_K, DType::Q8_K, kGemmKX, 8);
+    set_entry<vec_dot_fw<WF32>, gemm_driver<GemmF<WF32>, FX, FY>, decode_pairs<DotF<WF32>>>(t, DType::F32, DType::F32, FX, FY);
+    set_entry<vec_dot_fw<WF16>, gemm_driver<GemmF<WF16>, FX, FY>, decode_pairs<DotF<WF16>>>(t, DType::F16, DType::F32, FX, FY);
+    set_entry<vec_dot_fw<WBF16>, gemm_driver<GemmF<WBF16>, FX, FY>, decode_pairs<DotF<WBF16>>>(t, DType::BF16, DType::F32, FX, FY);
 
     // decode with prepared activations, where the partner is Q8_0 (the prep layout's type)
     const auto set_prep = [&t](DType w, VecDotPrepFn f) {
@@ -707,22 +758,20 @@ inline void fill_x86_table(KernelTable& t) {
     set_prep(DType::Q5_0, vec_dot_32_prep<TQ5_0>);
     set_prep(DType::Q5_1, vec_dot_32_prep<TQ5_1>);
     // prefill on prepared activations: tiles of 1 weight row x 8 activation rows, the driver
-    // covering up to kGemmPrepX weight rows per call; decode: tiles of dx weight rows x 1
-    const auto set_gemm_prep = [&t](DType w, GemmFn f, int dx) {
+    // covering up to kGemmPrepX weight rows per call; decode: decode_32
+    const auto set_gemm_prep = [&t](DType w, GemmFn f, DecodeFn dec) {
         TypeKernels& k = t.type[(int)w];
         if (k.vec_dot_type != DType::Q8_0) return;
         k.gemm_prep = f;
         k.gemm_prep_rows_x = kGemmPrepX;
         k.gemm_prep_rows_y = 8;
-        k.decode_rows = dx;
+        k.decode = dec;
     };
-    set_gemm_prep(DType::Q4_0, gemm_driver_dec<GemmPrep32<TQ4_0>, 1, 8, 8>, 8);
-    set_gemm_prep(DType::Q4_1, gemm_driver_dec<GemmPrep32<TQ4_1>, 1, 8, 8>, 8);
-    set_gemm_prep(DType::Q5_0, gemm_driver_dec<GemmPrep32<TQ5_0>, 1, 8, 8>, 8);
-    set_gemm_prep(DType::Q5_1, gemm_driver_dec<GemmPrep32<TQ5_1>, 1, 8, 8>, 8);
-    // Q8_0 decodes through vec_dot: its decode is bound by memory, where the decode tiles measured
-    // 0-8% slower (bench_kernels, 2 threads), though faster from cache
-    set_gemm_prep(DType::Q8_0, gemm_driver<GemmPrep32<TQ8_0>, 1, 8>, 1);
+    set_gemm_prep(DType::Q4_0, gemm_driver<GemmPrep32<TQ4_0>, 1, 8>, decode_32<TQ4_0>);
+    set_gemm_prep(DType::Q4_1, gemm_driver<GemmPrep32<TQ4_1>, 1, 8>, decode_32<TQ4_1>);
+    set_gemm_prep(DType::Q5_0, gemm_driver<GemmPrep32<TQ5_0>, 1, 8>, decode_32<TQ5_0>);
+    set_gemm_prep(DType::Q5_1, gemm_driver<GemmPrep32<TQ5_1>, 1, 8>, decode_32<TQ5_1>);
+    set_gemm_prep(DType::Q8_0, gemm_driver<GemmPrep32<TQ8_0>, 1, 8>, decode_32<TQ8_0>);
     t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;

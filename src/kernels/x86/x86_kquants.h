@@ -166,36 +166,53 @@ inline void ksb_sums(const typename T::B& xb, const block_q8_K& yb, KSc& sc, __m
 // Per super-block, the reference's float combination, added in block order. 8 super-blocks per
 // step: their sums reduced to one vector (lane = super-block) and combined as vectors; a
 // horizontal sum and a scalar combination per super-block had cost as much as its 8 chunks.
+// R weight rows x[r] against one activation row, *s[r] = their dots: R = 1 is vec_dot; R = 2
+// reads two rows in lockstep, a super-block of each in turn (decode_pairs), each with R = 1's ops.
+template <typename T>
+struct DotK {
+    template <int R>
+    static void rows(int64_t n, float* const* s, const char* const* vx, const void* vy) {
+        using B = typename T::B;
+        const block_q8_K* y = (const block_q8_K*)vy;
+        const int64_t nsb = n / QK_K;
+        float sumf[R];
+        for (int r = 0; r < R; ++r) sumf[r] = 0.0f;
+        int64_t b = 0;
+        for (; b + 8 <= nsb; b += 8) {
+            __m256i acc[R][8], ms[R][8];
+            for (int j = 0; j < 8; ++j)
+#pragma GCC unroll 2
+                for (int r = 0; r < R; ++r) {
+                    KSc sc;  // its d, dm unused: read below for all 8 at once
+                    ksb_sums<T>(((const B*)vx[r])[b + j], y[b + j], sc, &acc[r][j], &ms[r][j]);
+                }
+            const auto dy = [&](int j) { return y[b + j].d; };
+            const __m256 vdy = _mm256_setr_ps(dy(0), dy(1), dy(2), dy(3), dy(4), dy(5), dy(6), dy(7));
+            for (int r = 0; r < R; ++r) {
+                const B* x = (const B*)vx[r];
+                const __m256 vd = load_h8((const uint8_t*)&x[b].d, sizeof(B));
+                __m256 vdm = _mm256_setzero_ps();
+                if constexpr (T::off == 0) vdm = load_h8((const uint8_t*)&x[b].dmin, sizeof(B));
+                alignas(32) float p[8];
+                _mm256_store_ps(p, kcombine_v<T>(vd, vdm, vdy, reduce8_i32(acc[r]), reduce8_i32(ms[r])));
+                for (int j = 0; j < 8; ++j) sumf[r] += p[j];
+            }
+        }
+        for (; b < nsb; ++b)
+            for (int r = 0; r < R; ++r) {
+                const B& xb = ((const B*)vx[r])[b];
+                KSc sc;
+                __m256i acc, ms;
+                ksb_sums<T>(xb, y[b], sc, &acc, &ms);
+                sumf[r] += kcombine<T>(sc.d, sc.dm, y[b].d, hsum_i32(acc), hsum_i32(ms));
+            }
+        for (int r = 0; r < R; ++r) *s[r] = sumf[r];
+    }
+};
 template <typename T>
 void vec_dot_K(int64_t n, float* s, const void* vx, const void* vy) {
-    using B = typename T::B;
-    const B* x = (const B*)vx;
-    const block_q8_K* y = (const block_q8_K*)vy;
-    const int64_t nsb = n / QK_K;
-    float sumf = 0.0f;
-    int64_t b = 0;
-    for (; b + 8 <= nsb; b += 8) {
-        __m256i acc[8], ms[8];
-        for (int j = 0; j < 8; ++j) {
-            KSc sc;  // its d, dm unused: read below for all 8 at once
-            ksb_sums<T>(x[b + j], y[b + j], sc, &acc[j], &ms[j]);
-        }
-        const __m256 vd = load_h8((const uint8_t*)&x[b].d, sizeof(B));
-        __m256 vdm = _mm256_setzero_ps();
-        if constexpr (T::off == 0) vdm = load_h8((const uint8_t*)&x[b].dmin, sizeof(B));
-        const auto dy = [&](int j) { return y[b + j].d; };
-        const __m256 vdy = _mm256_setr_ps(dy(0), dy(1), dy(2), dy(3), dy(4), dy(5), dy(6), dy(7));
-        alignas(32) float p[8];
-        _mm256_store_ps(p, kcombine_v<T>(vd, vdm, vdy, reduce8_i32(acc), reduce8_i32(ms)));
-        for (int j = 0; j < 8; ++j) sumf += p[j];
-    }
-    for (; b < nsb; ++b) {
-        KSc sc;
-        __m256i acc, ms;
-        ksb_sums<T>(x[b], y[b], sc, &acc, &ms);
-        sumf += kcombine<T>(sc.d, sc.dm, y[b].d, hsum_i32(acc), hsum_i32(ms));
-    }
-    *s = sumf;
+    const char* x = (const char*)vx;
+    DotK<T>::template rows<1>(n, &s, &x, vy);
 }
 
 // Tile of one weight row x up to 8 activation rows (lane c of the vectors = activation row c).
