@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
     }
     std::printf("* tok/s: passes over this weight matrix per second (decode tokens if it were the whole model);\n"
                 "  bound t/s: the same at the measured read bandwidth. %% of bw: median of the per-round ratios.\n"
-                "  %% 1-strm: the same against one read stream per thread (decode reads each thread's rows as one).\n"
+                "  %% 1-strm: the same against one read stream per thread (decode reads each thread's rows as two).\n"
                 "  L2 GB/s: decode with the weights in cache (the kernel's compute-bound speed).\n");
     return 0;
 }
