@@ -33,6 +33,14 @@ inline __m256i scale_chunk16(const KScales16& s, int k) {
 inline __m256i low_bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((char)mask));
 }
+// Each byte's bits from.. moved to to.. and masked (mask: the bits at to..): one shift of the
+// 16-bit lanes, one and. A shift right by s carries the upper byte's bits into bits >= 8 - s of the
+// lower byte, a shift left its bits into bits < s of the upper byte: outside the mask whenever
+// the field fits in a byte at both places. (One op fewer than low_bits, then a shift into place.)
+inline __m256i move_bits(__m256i v, int from, int to, int mask) {
+    const __m256i sh = from >= to ? _mm256_srli_epi16(v, from - to) : _mm256_slli_epi16(v, to - from);
+    return _mm256_and_si256(sh, _mm256_set1_epi8((char)mask));
+}
 
 struct TQ2_K {
     using B = block_q2_K;
@@ -52,7 +60,7 @@ struct TQ3_K {
     static constexpr int off = 4;
     // e = 128h + 32j + l: ((qs[32h + l] >> 2j) & 3) + 4 * (hmask[l] bit 4h+j)
     static __m256i chunk(const B& b, int k) {
-        const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.hmask), k, 1), 2);
+        const __m256i hb = move_bits(load256(b.hmask), k, 2, 4);
         return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 2)), 2 * (k & 3), 3), hb);
     }
     static void scales(const B& b, KSc& o) {
@@ -102,7 +110,7 @@ struct TQ5_K {
     static constexpr int off = 0;
     // as Q4_K plus 16 * (qh[l] bit k)
     static __m256i chunk(const B& b, int k) {
-        const __m256i hb = _mm256_slli_epi16(low_bits(load256(b.qh), k, 1), 4);
+        const __m256i hb = move_bits(load256(b.qh), k, 4, 0x10);
         return _mm256_or_si256(low_bits(load256(b.qs + 32 * (k >> 1)), 4 * (k & 1), 0x0F), hb);
     }
     static void scales(const B& b, KSc& o) { q45k_scales(b, o); }
