@@ -4,16 +4,37 @@ file, bad GGUF, bad argument) prints one line `ggmlpy: error: ...` on stderr and
 import argparse
 import os
 import sys
+import warnings
 
 
 class CliError(Exception):
     """A user error the CLI reports in one line."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless X is None / False or the help says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 1 (argparse's default is usage + exit 2)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+    """--help shows each flag's default; errors are one line and exit 1 (argparse: usage + exit 2).
+    Subcommand parsers are made by this class too, so every command's errors start `ggmlpy: error:`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        sys.stderr.write(f"ggmlpy: error: {message}\n")
         sys.exit(1)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _peak_rss_bytes() -> int:
@@ -66,7 +87,9 @@ def cmd_info(args) -> int:
 def _add_model_flags(s):
     s.add_argument("-m", "--model", help="GGUF (or legacy .bin) model file; default: SmolLM2-135M-Instruct "
                    "Q4_1 from the cache, downloaded on first use")
-    s.add_argument("-t", "--threads", type=int, default=0, help="threads (0: physical cores)")
+    s.add_argument("-t", "--threads", type=int, default=0,
+                   help="threads (0: the physical cores this process may run on; more than the usable "
+                        "cores is much slower)")
     s.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (0: the model's, capped at 4096)")
     s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
     s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
@@ -87,8 +110,10 @@ def _add_generate(sub):
     s.add_argument("--min-p", type=float, default=0.05, help="min-p (0: off)")
     s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1: off)")
     s.add_argument("--repeat-last-n", type=int, default=64, help="tokens the penalties look back (0: off, -1: all)")
-    s.add_argument("--presence-penalty", type=float, default=0.0)
-    s.add_argument("--frequency-penalty", type=float, default=0.0)
+    s.add_argument("--presence-penalty", type=float, default=0.0,
+                   help="subtracted once from the logit of every token seen (0: off)")
+    s.add_argument("--frequency-penalty", type=float, default=0.0,
+                   help="subtracted from a token's logit per time it was seen (0: off)")
     s.add_argument("--stop", action="append", default=[], help="stop string (repeatable); never printed")
     s.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
     s.add_argument("--no-echo", action="store_true", help="do not print the prompt before the generated text")
@@ -131,7 +156,11 @@ def cmd_generate(a) -> int:
     out = sys.stdout.buffer
     stats = None
     try:
-        it = model.generate(prompt, max_new_tokens=a.n_predict, temperature=a.temp, top_k=a.top_k,
+        ids = model.tokenize(prompt)
+        if len(ids) > model.n_ctx:
+            raise CliError(f"the prompt is {len(ids)} tokens, longer than the context ({model.n_ctx} tokens): "
+                           "raise -c/--ctx-size or shorten the prompt")
+        it = model.generate(ids, max_new_tokens=a.n_predict, temperature=a.temp, top_k=a.top_k,
                             top_p=a.top_p, min_p=a.min_p, repetition_penalty=a.repeat_penalty,
                             frequency_penalty=a.frequency_penalty, presence_penalty=a.presence_penalty,
                             repeat_last_n=a.repeat_last_n, stop=a.stop or None,
@@ -163,7 +192,7 @@ def _print_summary(model, st, path):
     except Exception:
         pass
     print(f"\nmodel:       {os.path.basename(path)} ({model.arch}, n_ctx {model.n_ctx}, "
-          f"{model.n_threads} threads, seed {st.seed})", file=err)
+          f"{plural(model.n_threads, 'thread')}, seed {st.seed})", file=err)
     print(f"load time:   {model.load_time * 1e3:9.2f} ms", file=err)
     print(f"prompt:      {st.prompt_tokens:6d} tokens in {st.prompt_time * 1e3:9.2f} ms "
           f"({st.prompt_tps:8.2f} tokens/s)", file=err)
@@ -180,12 +209,15 @@ def _print_summary(model, st, path):
 def _add_bench(sub):
     s = sub.add_parser("bench", help="prompt processing / generation speed, llama-bench style table")
     s.add_argument("-m", "--model", help="model file (default: the default model)")
-    s.add_argument("-p", "--n-prompt", type=_int_list, default=[512], help="prompt sizes, comma-separated")
-    s.add_argument("-n", "--n-gen", type=_int_list, default=[128], help="generation lengths, comma-separated")
-    s.add_argument("-t", "--threads", type=_int_list, default=None, help="thread counts, comma-separated")
-    s.add_argument("-r", "--repetitions", type=int, default=5)
-    s.add_argument("-b", "--batch-size", type=int, default=512)
-    s.add_argument("--no-mmap", action="store_true")
+    s.add_argument("-p", "--n-prompt", type=_int_list, default=[512],
+                   help="prompt sizes, comma-separated (0: no prompt test)")
+    s.add_argument("-n", "--n-gen", type=_int_list, default=[128],
+                   help="generation lengths, comma-separated (0: no generation test)")
+    s.add_argument("-t", "--threads", type=_int_list, default=None,
+                   help="thread counts, comma-separated (default: the physical cores)")
+    s.add_argument("-r", "--repetitions", type=int, default=5, help="runs per test (mean ± sd)")
+    s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
+    s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
     s.set_defaults(func=cmd_bench)
 
 
@@ -195,6 +227,8 @@ def cmd_bench(a) -> int:
     _check(a.batch_size >= 1, "-b/--batch-size", a.batch_size, "an int >= 1")
     for flag, vals in (("-p/--n-prompt", a.n_prompt), ("-n/--n-gen", a.n_gen)):
         _check(all(v >= 0 for v in vals), flag, vals, "integers >= 0")
+    if not any(a.n_prompt) and not any(a.n_gen):
+        raise CliError("nothing to measure: -p/--n-prompt and -n/--n-gen are all 0")
     threads = a.threads
     if threads is None:
         from . import _core
@@ -215,7 +249,7 @@ def _add_download(sub):
     s.add_argument("--default", action="store_true", help="the default model (also when no repo is given)")
     s.add_argument("repo_id", nargs="?", help="Hugging Face repo, e.g. org/name-GGUF")
     s.add_argument("filename", nargs="?", default="*.gguf", help="file name or glob in the repo")
-    s.add_argument("--revision", default=None)
+    s.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit; default: main)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_download)
 
@@ -232,8 +266,10 @@ def cmd_download(a) -> int:
 
 # ---- parser / main ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     p = _Parser(prog="ggmlpy", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"ggmlpy {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("info", help="version, CPU features, kernel table, threads")
     s.set_defaults(func=cmd_info)
     _add_generate(sub)
@@ -260,8 +296,17 @@ def _error_types():
     return tuple(types)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"ggmlpy: warning: {message}\n"
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:       # `ggmlpy` alone: the usage and the commands
+        parser.print_help()
+        return 1
+    warnings.formatwarning = _format_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:

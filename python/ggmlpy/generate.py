@@ -13,7 +13,9 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 class Utf8Stream:
     """Bytes in, complete characters out. Invalid bytes become U+FFFD; an incomplete sequence at
-    the end is held until more bytes arrive or `flush()` is called."""
+    the end is held until more bytes arrive. `flush()` drops it: generation that stops on the
+    token limit in the middle of a character ends on the last whole character, not on U+FFFD.
+    (The decoder holds back only a valid prefix of a multi-byte character, so nothing else is lost.)"""
 
     def __init__(self) -> None:
         self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -22,7 +24,8 @@ class Utf8Stream:
         return self._dec.decode(data, final=False)
 
     def flush(self) -> str:
-        return self._dec.decode(b"", final=True)
+        self._dec.reset()
+        return ""
 
 
 class StopMatcher:

@@ -75,61 +75,109 @@ def _check_gguf(path: Path, source: str) -> None:
 
 
 # ---- Hugging Face Hub ------------------------------------------------------------------------
+# huggingface_hub retries a refused connection 5 times with back-off (about 25 s) and then raises
+# a multi-line httpx error. We probe the endpoint first (three quick tries, about 2 s when nothing
+# answers), fall back to the local cache when it cannot be reached, and report any failure as one
+# DownloadError line that names the repo and the cause.
+PROBE_TRIES = 3
+PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_unreachable(tries: int = PROBE_TRIES) -> Optional[str]:
+    """A reason when TCP connections to the Hub endpoint fail `tries` times; None when it answers
+    or a proxy is configured (not probed: the proxy decides)."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    import socket
+    import time
+    from urllib.parse import urlsplit
+    u = urlsplit(_endpoint() or "https://huggingface.co")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    reason = ""
+    for i in range(tries):
+        try:
+            socket.create_connection((u.hostname, port), timeout=PROBE_TIMEOUT_S).close()
+            return None
+        except OSError as e:
+            reason = f"cannot connect to {u.hostname}:{port} ({e.strerror or e})"
+        if i + 1 < tries:
+            time.sleep(0.5 * (i + 1))
+    return reason
+
+
+def _hub_call(repo_id: str, what: str, call):
+    """call(local_files_only) under the rules above: offline (HF_HUB_OFFLINE) or unreachable ->
+    the local cache only; every huggingface_hub / network error -> one DownloadError line."""
+    offline = _offline()
+    reason = "HF_HUB_OFFLINE is set" if offline else _hub_unreachable()
+    try:
+        return call(bool(reason))
+    except ValueError as e:
+        if not _is_hub_error(e):
+            raise                          # our own argument errors (no match, several matches)
+        err = e
+    except Exception as e:                 # huggingface_hub, httpx and OS errors
+        err = e
+    if reason:
+        raise DownloadError(f"cannot get {what} from {repo_id}: {reason}, and it is not in the local "
+                            "Hugging Face cache") from None
+    raise DownloadError(f"cannot get {what} from {repo_id}: {_one_line(err)}") from None
+
+
+def _is_hub_error(e: BaseException) -> bool:
+    mod = type(e).__module__ or ""
+    return mod.startswith(("huggingface_hub", "httpx", "requests", "urllib3"))
+
+
 def hf_download(repo_id: str, filename: str = "*.gguf", revision: Optional[str] = None,
                 cache_dir=None, local_dir=None, progress: bool = True) -> str:
-    """Local path of `filename` (exact name or glob matching exactly one file) from a Hub repo."""
+    """Local path of `filename` (exact name or glob matching exactly one file) from a Hub repo.
+    Raises DownloadError (one line: repo and cause) when it can be neither downloaded nor found
+    in the cache, ValueError when the glob matches no file or several."""
     try:
         import huggingface_hub as hf
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise DownloadError("huggingface_hub is not installed: pip install huggingface_hub") from e
-    if not repo_id or repo_id.count("/") != 1:
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id = {repo_id!r}, expected 'owner/name'")
-    offline = _offline()
-    name = filename
-    if any(c in filename for c in "*?["):
-        if offline:
-            folder = hf.snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_dir=local_dir,
-                                          allow_patterns=[filename], local_files_only=True)
-            files = [str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()]
-        else:
-            api = hf.HfApi(endpoint=_endpoint())
-            files = api.list_repo_files(repo_id, revision=revision)
-        matches = sorted(f for f in files if fnmatch.fnmatch(f, filename) or fnmatch.fnmatch(Path(f).name, filename))
-        if not matches:
-            ggufs = [f for f in files if f.endswith(".gguf")]
-            raise ValueError(f"no file in {repo_id} matches {filename!r}; .gguf files there: {ggufs or 'none'}")
-        if len(matches) > 1:
-            raise ValueError(f"{len(matches)} files in {repo_id} match {filename!r}, expected one: {matches}")
-        name = matches[0]
-    kwargs = dict(revision=revision, cache_dir=cache_dir, local_dir=local_dir, local_files_only=offline)
-    if _endpoint():
-        kwargs["endpoint"] = _endpoint()
     if not progress:
         from huggingface_hub.utils import disable_progress_bars
         disable_progress_bars()
-    return hf.hf_hub_download(repo_id, name, **kwargs)
+    endpoint = {"endpoint": _endpoint()} if _endpoint() else {}
+
+    def resolve_and_fetch(local_only: bool) -> str:
+        name = filename
+        if any(c in filename for c in "*?["):
+            if local_only:
+                folder = hf.snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_dir=local_dir,
+                                              allow_patterns=[filename], local_files_only=True)
+                files = [str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()]
+            else:
+                files = hf.HfApi(**endpoint).list_repo_files(repo_id, revision=revision)
+            matches = sorted(f for f in files
+                             if fnmatch.fnmatch(f, filename) or fnmatch.fnmatch(Path(f).name, filename))
+            if not matches:
+                ggufs = [f for f in files if f.endswith(".gguf")]
+                raise ValueError(f"no file in {repo_id} matches {filename!r}; .gguf files there: {ggufs or 'none'}")
+            if len(matches) > 1:
+                raise ValueError(f"{len(matches)} files in {repo_id} match {filename!r}, expected one: {matches}")
+            name = matches[0]
+        return hf.hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_dir=local_dir,
+                                  local_files_only=local_only, **endpoint)
+
+    return _hub_call(repo_id, repr(filename), resolve_and_fetch)
 
 
-def _hub_unreachable() -> Optional[str]:
-    """A reason when a TCP connection to the Hub endpoint fails fast (so the PyPI fallback does not
-    wait through huggingface_hub's retries); None when reachable or behind a proxy (not probed)."""
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
-        return None
-    import socket
-    from urllib.parse import urlsplit
-    u = urlsplit(_endpoint() or "https://huggingface.co")
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        socket.create_connection((u.hostname, port), timeout=5).close()
-    except OSError as e:
-        return f"cannot connect to {u.hostname}:{port} ({e.strerror or e})"
-    return None
+def hf_snapshot(repo_id: str, allow_patterns: List[str], revision: Optional[str] = None) -> Path:
+    """The local folder of a Hub repo's files matching allow_patterns (downloaded or cached)."""
+    import huggingface_hub as hf
+    endpoint = {"endpoint": _endpoint()} if _endpoint() else {}
+    return Path(_hub_call(repo_id, "the model files", lambda local_only: hf.snapshot_download(
+        repo_id=repo_id, revision=revision, allow_patterns=allow_patterns, local_files_only=local_only,
+        **endpoint)))
 
 
 def _download_from_hub(dest: Path, progress: bool) -> Path:
-    reason = _hub_unreachable()
-    if reason:
-        raise DownloadError(reason)
     path = Path(hf_download(DEFAULT_REPO, DEFAULT_FILENAME, revision=DEFAULT_REVISION, local_dir=dest,
                             progress=progress))
     try:

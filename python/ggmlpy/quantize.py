@@ -238,15 +238,9 @@ def quantize(input, output, type: str, allow_requantize: bool = False, progress:
 
 
 def run(args) -> int:
-    try:
-        out = quantize(args.input, args.output, args.type, allow_requantize=args.allow_requantize,
-                       progress=not args.no_progress)
-    except (ValueError, OSError, _core.GGUFError) as e:
-        msg = " ".join(str(e).split())
-        if isinstance(e, OSError) and e.strerror and e.filename:
-            msg = f"{e.strerror}: {e.filename}"
-        print(f"ggmlpy quantize: error: {msg}", file=sys.stderr)
-        return 1
+    # errors reach the main CLI, which prints `ggmlpy: error: ...`
+    out = quantize(args.input, args.output, args.type, allow_requantize=args.allow_requantize,
+                   progress=not args.no_progress)
     print(out)
     return 0
 

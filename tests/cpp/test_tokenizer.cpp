@@ -1,7 +1,7 @@
 // Tokenizer tests without Python: pre-tokenizer splits recorded from HF tokenizers' Split /
 // Digits pre-tokenizers, hand-derived ids for tiny byte-level BPE and SentencePiece vocabularies
 // (merge order, tie-breaks, byte fallback, special tokens), bad-vocabulary errors, and SmolLM2's
-// reference ids through the GGUF reader (shared/testdata/smollm2-reference.json).
+// reference ids through the GGUF reader (tests/data/smollm2-reference.json).
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -189,7 +189,7 @@ void test_bad_vocab() {
     }
 }
 
-// SmolLM2-135M-Instruct through the GGUF reader; ids from shared/testdata/smollm2-reference.json
+// SmolLM2-135M-Instruct through the GGUF reader; ids from tests/data/smollm2-reference.json
 // (HF transformers).
 void test_smollm2_gguf() {
     std::string path;

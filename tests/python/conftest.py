@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"   # test data the repository carries (see tests/data/README.md)
 SMOLLM2_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -34,13 +34,11 @@ def smollm2_path():
 
 
 @pytest.fixture(scope="session")
-def shared_dir():
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} not found: the tests expect ../shared beside the checkout")
-    return SHARED
+def data_dir():
+    return DATA
 
 
 @pytest.fixture(scope="session")
-def smollm2_reference(shared_dir):
+def smollm2_reference(data_dir):
     import json
-    return json.loads((shared_dir / "testdata" / "smollm2-reference.json").read_text())
+    return json.loads((data_dir / "smollm2-reference.json").read_text())

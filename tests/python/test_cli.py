@@ -156,7 +156,10 @@ def test_ctrl_c_stops_cleanly(smollm2_path):
     e = dict(os.environ)
     p = subprocess.Popen([sys.executable, "-m", "ggmlpy.cli", "generate", "-m", str(smollm2_path), "-p", "Hello",
                           "-n", "-1", "--ignore-eos", "-c", "4096", "-t", "1"], env=e,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         # a runner started as a background job ignores SIGINT, and children
+                         # inherit that: give the child the default handler (Python's Ctrl-C)
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = p.stdout.read(8)                  # generation has started
     assert first
     time.sleep(0.5)

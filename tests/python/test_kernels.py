@@ -1,5 +1,5 @@
 """Kernel tables against an independent reference (issue 3): for every table this CPU runs and every
-weight type, rows quantized by llama.cpp (../shared/testdata/quant-zoo.gguf) are multiplied with
+weight type, rows quantized by llama.cpp (tests/data/quant-zoo.gguf) are multiplied with
 random activations the way matmul does it (activations -> partner type, then vec_dot or gemm
 tiles), and compared with a float64 product of the rows dequantized by the `gguf` package.
 
@@ -19,10 +19,10 @@ ROWS = 24  # weight rows per tensor: odd numbers of gemm tiles, and fast
 
 
 @pytest.fixture(scope="module")
-def zoo(shared_dir):
+def zoo(data_dir):
     """{our type name: (rows bytes (ROWS, row_bytes) uint8, n)} from the zoo, one tensor per type,
     plus f32/f16/bf16 rows made from the zoo's f32 source."""
-    reader = GGUFReader(str(shared_dir / "testdata" / "quant-zoo.gguf"))
+    reader = GGUFReader(str(data_dir / "quant-zoo.gguf"))
     out = {}
     for t in reader.tensors:
         if t.tensor_type == GT.F32:

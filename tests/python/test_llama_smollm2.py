@@ -1,5 +1,5 @@
 """SmolLM2-135M-Instruct Q4_1 (the real GGUF) against the HF float32 reference in
-../shared/testdata/smollm2-reference.json, in the default path (mmap, f16 KV, quantized
+tests/data/smollm2-reference.json, in the default path (mmap, f16 KV, quantized
 activations). Teacher forcing: fed the reference tokens step by step, our argmax equals the
 reference's wherever its top-2 margin is >= 0.25. Last-prompt-position logits: each of the
 reference top-10 within 0.6 of ours [measured max ~0.25; Q4_1 weights + Q8 activations]."""

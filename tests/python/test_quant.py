@@ -115,8 +115,8 @@ def test_dequantize_q8_K_random_blocks():
 
 # ---- dequantization: every tensor of the real files ----------------------------------------------
 
-def _zoo_path(shared_dir):
-    p = Path(shared_dir) / "testdata" / "quant-zoo.gguf"
+def _zoo_path(data_dir):
+    p = Path(data_dir) / "quant-zoo.gguf"
     assert p.is_file(), f"{p} missing"
     return p
 
@@ -140,16 +140,16 @@ def test_dequantize_every_tensor_smollm2(smollm2_path):
     assert seen.get("Q4_1", 0) > 100 and "Q8_0" in seen and "F32" in seen
 
 
-def test_dequantize_every_tensor_zoo(shared_dir):
-    seen = _check_file_tensors(_zoo_path(shared_dir))
+def test_dequantize_every_tensor_zoo(data_dir):
+    seen = _check_file_tensors(_zoo_path(data_dir))
     for name in QUANTIZED:
         assert name.upper() in seen, f"zoo has no {name} tensor"
 
 
 # ---- quantization against llama.cpp (the zoo) ----------------------------------------------------
 
-def _zoo_pairs(shared_dir):
-    reader = gguf.GGUFReader(str(_zoo_path(shared_dir)))
+def _zoo_pairs(data_dir):
+    reader = gguf.GGUFReader(str(_zoo_path(data_dir)))
     by_name = {t.name: t for t in reader.tensors}
     pairs = []
     for t in reader.tensors:
@@ -162,8 +162,8 @@ def _zoo_pairs(shared_dir):
 
 
 @pytest.fixture(scope="module")
-def zoo_pairs(shared_dir):
-    return _zoo_pairs(shared_dir)
+def zoo_pairs(data_dir):
+    return _zoo_pairs(data_dir)
 
 
 def test_quantize_rmse_vs_llama_cpp(zoo_pairs, capsys):

@@ -1,5 +1,5 @@
 """Tokenizer exactness against independent references, offline:
-- SmolLM2's reference ids (shared/testdata/smollm2-reference.json, from HF transformers);
+- SmolLM2's reference ids (tests/data/smollm2-reference.json, from HF transformers);
 - HF `tokenizers` built from the GGUF vocabulary with SmolLM2's pre-tokenizer/decoder, on a few
   thousand generated strings (random unicode, combining marks, code, whitespace runs, emoji and ZWJ
   sequences, CJK, digit runs, contractions, mixed scripts);

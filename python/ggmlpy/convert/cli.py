@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 
 def run(args) -> int:
@@ -14,17 +13,14 @@ def run(args) -> int:
     from .legacy import convert_legacy
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     progress = not args.no_progress
-    try:
-        if os.path.isfile(args.source):
-            if args.vocab_only or args.revision:
-                raise ValueError("--vocab-only and --revision apply to Hugging Face sources only")
-            out = convert_legacy(args.source, args.outfile, args.outtype, args.tokenizer, progress)
-        else:
-            out = convert_hf(args.source, args.outfile, args.outtype or "f16", args.vocab_only,
-                             args.revision, progress)
-    except (ValueError, OSError) as e:
-        print(f"ggmlpy convert: error: {e}", file=sys.stderr)
-        return 1
+    # errors (ValueError, OSError) reach the main CLI, which prints `ggmlpy: error: ...`
+    if os.path.isfile(args.source):
+        if args.vocab_only or args.revision:
+            raise ValueError("--vocab-only and --revision apply to Hugging Face sources only")
+        out = convert_legacy(args.source, args.outfile, args.outtype, args.tokenizer, progress)
+    else:
+        out = convert_hf(args.source, args.outfile, args.outtype or "f16", args.vocab_only,
+                         args.revision, progress)
     print(out)
     return 0
 

@@ -38,9 +38,9 @@ def resolve_source(source: str, revision: Optional[str] = None, vocab_only: bool
     parts = source.split("/")
     if len(parts) != 2 or not all(parts) or source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{source}: no such folder, and not a Hub repo id (org/name)")
-    from huggingface_hub import snapshot_download
+    from ..hub import hf_snapshot
     patterns = [x for x in HUB_PATTERNS if not (vocab_only and x in ("*.safetensors", "*.bin"))]
-    return Path(snapshot_download(repo_id=source, revision=revision, allow_patterns=patterns))
+    return hf_snapshot(source, patterns, revision=revision)
 
 
 def read_config(folder: Path) -> dict:

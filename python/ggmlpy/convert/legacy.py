@@ -39,8 +39,8 @@ def detect_format(path) -> str:
     try:
         llama2c.Llama2c(path)
         return "llama2c"
-    except ValueError as e:
-        raise ValueError(f"{path}: not a GGUF, ggml GPT-J .bin or llama2.c .bin file ({e})") from None
+    except ValueError:   # the llama2.c header check's detail means nothing for an unrelated file
+        raise ValueError(f"{path}: not a GGUF, ggml GPT-J .bin or llama2.c .bin file") from None
 
 
 def _llama2c_tokenizer(path: Path, tokenizer: Optional[str]) -> Path:
