@@ -9,7 +9,8 @@
 namespace ggmlpy {
 
 // Bytes available to this process now: the smallest of MemAvailable (/proc/meminfo), the cgroup
-// v2 memory.max - memory.current and the cgroup v1 limit_in_bytes - usage_in_bytes, where set.
+// v2 memory.max - memory.current, the cgroup v1 limit_in_bytes - usage_in_bytes and RLIMIT_AS
+// minus the address space in use, where set.
 // GGMLPY_MEM_LIMIT (bytes) replaces the whole measurement (tests, or to reserve memory for other
 // work). UINT64_MAX when nothing can be read (not Linux).
 uint64_t available_memory();

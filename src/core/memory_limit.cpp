@@ -9,6 +9,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "ggmlpy/error.h"
 
 namespace ggmlpy {
@@ -70,6 +73,17 @@ uint64_t cgroup_room() {
     return room;
 }
 
+// RLIMIT_AS minus the address space in use (ulimit -v: allocations past it fail).
+uint64_t rlimit_room() {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return NONE;
+    std::ifstream f("/proc/self/statm");
+    uint64_t pages = 0;
+    if (!(f >> pages)) return NONE;
+    const uint64_t used = mul_sat(pages, (uint64_t)sysconf(_SC_PAGESIZE));
+    return rl.rlim_cur > used ? rl.rlim_cur - used : 0;
+}
+
 }  // namespace
 
 uint64_t mul_sat(uint64_t a, uint64_t b) {
@@ -87,7 +101,7 @@ uint64_t available_memory() {
         unsigned long long v = std::strtoull(env, &end, 10);
         if (end != env && *end == '\0') return (uint64_t)v;
     }
-    return std::min(mem_available(), cgroup_room());
+    return std::min({mem_available(), cgroup_room(), rlimit_room()});
 }
 
 uint64_t memory_budget() {
