@@ -40,15 +40,20 @@ def test_two_threads_generate_on_one_model(smollm2_path, reference):
         m = Model(MODEL, n_ctx=128, n_threads=1)
         ref = {reference!r}
         bad = []
+        done = [0, 0]
         def work(i):
-            for _ in range(20):
-                got = m.generate({PROMPTS!r}[i], max_new_tokens={N}, temperature=0)
-                if got != ref[i]:
-                    bad.append((i, got))
+            try:
+                for _ in range(20):
+                    got = m.generate({PROMPTS!r}[i], max_new_tokens={N}, temperature=0)
+                    if got != ref[i]:
+                        bad.append((i, got))
+                    done[i] += 1
+            except BaseException as e:   # an exception would otherwise only end the thread
+                bad.append((i, repr(e)))
         ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
         for t in ts: t.start()
         for t in ts: t.join()
-        print("BAD", bad[:3]) if bad else print("OK")
+        print("BAD", done, bad[:3]) if bad or done != [20, 20] else print("OK")
     """, smollm2_path)
     assert out.strip() == "OK", out
 
@@ -67,7 +72,7 @@ def test_close_during_generate(smollm2_path):
                 try:
                     text = m.generate("Once upon a time", max_new_tokens=48, temperature=0, ignore_eos=True)
                     results.append(("full", m.last_stats.generated_tokens))
-                except ValueError as e:
+                except BaseException as e:
                     results.append(("closed", str(e)))
             t = threading.Thread(target=work)
             t.start()
@@ -88,7 +93,7 @@ def test_close_during_generate(smollm2_path):
                                                      ignore_eos=True, stream=True)):
                     started.set()
                 results.append(("stream", "finished"))
-            except ValueError as e:
+            except BaseException as e:
                 results.append(("stream", str(e)))
         t = threading.Thread(target=consume)
         t.start()
@@ -106,6 +111,7 @@ def test_close_during_generate(smollm2_path):
         else:
             assert kind == "stream" and what in ("Model is closed", "finished")
     assert [k for k, _ in results].count("after close") == 3
+    assert len(results) == 7, results   # every thread reported
 
 
 def test_interleaved_generators_keep_their_own_text(smollm2_path, reference):
@@ -137,13 +143,16 @@ def test_many_models_in_threads(smollm2_path, reference):
         ref = {reference[0]!r}
         bad = []
         def work():
-            for _ in range(3):
-                with Model(MODEL, n_ctx=64, n_threads=1) as m:
-                    tok = m.tokenizer
-                    got = m.generate({PROMPTS[0]!r}, max_new_tokens={N}, temperature=0)
-                    if got != ref:
-                        bad.append(got)
-                assert tok.n_vocab == 49152   # a tokenizer handed out stays usable after close
+            try:
+                for _ in range(3):
+                    with Model(MODEL, n_ctx=64, n_threads=1) as m:
+                        tok = m.tokenizer
+                        got = m.generate({PROMPTS[0]!r}, max_new_tokens={N}, temperature=0)
+                        if got != ref:
+                            bad.append(got)
+                    assert tok.n_vocab == 49152   # a tokenizer handed out stays usable after close
+            except BaseException as e:
+                bad.append(repr(e))
         ts = [threading.Thread(target=work) for _ in range(4)]
         for t in ts: t.start()
         for t in ts: t.join()
@@ -185,6 +194,8 @@ def test_stress_shared_model(smollm2_path):
                         errors.append(repr(e))
                 except ContextFullError:
                     pass
+                except BaseException as e:
+                    errors.append(repr(e))
         ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
         for t in ts: t.start()
         time.sleep(2.5)
