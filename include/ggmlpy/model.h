@@ -1,6 +1,9 @@
 // A loaded model: weights bound to the (usually memory-mapped) file, tokenizer, KV cache and the
 // per-architecture graph builder. The architecture comes from general.architecture (registry in
-// src/arch). Not thread-safe: one Model is driven by one caller at a time.
+// src/arch). eval, reset, truncate, close, memory and set_n_threads take the Model's mutex, so calls
+// from several threads are serialized (close waits for a running eval) and never free memory in use.
+// A sequence of calls (reset, eval, eval...) is not atomic: callers sharing a Model track what the
+// cache holds themselves (the Python Model does).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -32,7 +35,8 @@ struct MemoryStats {
 class Model {
 public:
     // Throws FileError (missing/unreadable), FormatError (bad GGUF, missing tensor, shape vs
-    // metadata, unknown architecture or tokenizer) or ValueError (bad params), naming what is wrong.
+    // metadata, unknown architecture or tokenizer), ValueError (bad params) or MemoryLimitError
+    // (the KV cache and buffers for n_ctx would not fit in memory), naming what is wrong.
     static std::unique_ptr<Model> load(const std::string& path, const ModelParams& params);
     virtual ~Model() = default;
 
@@ -51,6 +55,9 @@ public:
     // Throws ContextFullError if n_past + n > n_ctx, ValueError for an id outside the vocabulary.
     virtual void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) = 0;
     virtual void reset() = 0;                      // empties the KV cache (n_past = 0)
+    // Keeps the first n cached tokens (0 <= n <= n_past), dropping the rest: later tokens only
+    // attend to positions < n_past, so the cache rows past n are simply overwritten.
+    virtual void truncate(int n) = 0;
     virtual void set_n_threads(int n) = 0;
     virtual int n_threads() const = 0;
 

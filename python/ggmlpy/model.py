@@ -1,12 +1,17 @@
 """`Model`: the Python API over `_core.Model` (load, tokenize, eval, generate with streaming and
 stop strings, from_pretrained). Argument names follow llama-cpp-python (constructor) and HF /
 ctransformers (generation). All heavy work is in C++: eval releases the GIL, so Ctrl-C lands as
-KeyboardInterrupt between tokens and leaves the Model usable (the next call starts fresh)."""
+KeyboardInterrupt between tokens and leaves the Model usable (the next call starts fresh).
+Arguments are checked here, before they reach the bindings, so a bad one is a TypeError /
+ValueError naming it (never a pybind11 cast error)."""
 from __future__ import annotations
 
+import contextlib
+import operator
 import os
 import random
-from typing import Iterator, List, Optional, Sequence, Union
+import threading
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -62,24 +67,146 @@ def _check_range(name, value, ok, expected):
         raise ValueError(f"{name} = {value!r}, expected {expected}")
 
 
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int(name: str, value, lo: int, hi: int, expected: str) -> int:
+    """value as an int in [lo, hi]: TypeError for bools, floats and other non-integers (numpy
+    integers are fine), ValueError naming `name` out of range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = operator.index(value)
+    _check_range(name, value, lo <= value <= hi, expected)
+    return value
+
+
+def _bool(name: str, value) -> bool:
+    """bool, numpy bool or the ints 0 / 1 (C-style flags); anything else is a TypeError."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def _float(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} = {value!r} is too large for a float") from None
+
+
+def _text(name: str, text) -> str:
+    """str (or UTF-8 bytes) that can be encoded as UTF-8: a lone surrogate is a ValueError."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: bytes are not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be str or bytes, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name} is not encodable as UTF-8: {e.reason} at index {e.start} "
+                         f"({text[e.start]!r})") from None
+    return text
+
+
+def _token_ids(name: str, ids, n_vocab: int) -> List[int]:
+    """A list of token ids in [0, n_vocab) from a sequence of ints or a 1-D integer array. Floats
+    (1.7, and 1.0 too) and bools are rejected rather than truncated."""
+    if isinstance(ids, (str, bytes, bytearray)) or not hasattr(ids, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of ints, got {type(ids).__name__}")
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got an array of shape {ids.shape}")
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integers, got an array of dtype {ids.dtype}")
+        ids = ids.tolist()
+    out = []
+    for i, t in enumerate(ids):
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise TypeError(f"{name}[{i}] = {t!r} is a {type(t).__name__}, expected an int token id")
+        t = int(t)
+        if not 0 <= t < n_vocab:
+            raise ValueError(f"{name}[{i}]: token id {t} is outside the vocabulary [0, {n_vocab})")
+        out.append(t)
+    return out
+
+
+def _path(name: str, value) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return os.fsdecode(bytes(value))
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}") from None
+
+
+class _Generation:
+    """One generation's view of a shared Model, with the interface run_generation drives (reset,
+    eval, n_past, n_ctx). It remembers its own evals (the chunks of token ids, in order); each
+    eval goes through Model._eval_chunk, which first restores these chunks in the cache if another
+    caller changed it. Chunks are replayed as they were evaluated, not merged: a batch of n tokens
+    and n single-token evals give slightly different numbers, and the text must not change."""
+
+    def __init__(self, model: "Model", n_ctx: int) -> None:
+        self._model = model
+        self.chunks: List[Tuple[int, ...]] = []
+        self.n_ctx = n_ctx
+
+        self.n_past = 0
+
+    def reset(self) -> None:
+        self.chunks = []
+        self.n_past = 0
+
+    def eval(self, ids, all_logits=False):
+        out = self._model._eval_chunk(self, tuple(ids), all_logits)
+        self.n_past += len(ids)
+        return out
+
+
 class Model:
     """A GGUF model on the CPU. `Model("model.gguf", n_ctx=2048, n_threads=8)`; `generate(...)`
-    returns the new text (or an iterator of pieces with stream=True); `eval(ids)` returns logits."""
+    returns the new text (or an iterator of pieces with stream=True); `eval(ids)` returns logits.
+
+    Memory: the KV cache and compute buffers for n_ctx are checked against the memory available
+    (MemAvailable, cgroup limits) before they are allocated; MemoryError says how many bytes were
+    asked for and that n_ctx should be lowered.
+
+    Thread safety: a Model may be shared. Calls on one Model are serialized by its lock (an
+    RLock): generate() without stream holds it for the whole call, a streaming generator only
+    while it evaluates a token (one that is not being advanced holds nothing), close() waits for
+    the running call and then frees; later calls raise ValueError("Model is closed"). Every
+    generation keeps its own tokens: if another call used the KV cache in between, the next step
+    first restores its tokens (re-evaluating them), so interleaved generators each give the text
+    they would give alone. Separate Models run in parallel (no global lock)."""
 
     def __init__(self, model_path, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
                  use_mmap: bool = True, use_mlock: bool = False, seed: int = -1, verbose: bool = False,
                  kv_type: str = "f16"):
-        _check_range("n_ctx", n_ctx, isinstance(n_ctx, int) and n_ctx >= 0, "an int >= 0 (0: the model's)")
-        _check_range("n_threads", n_threads, isinstance(n_threads, int) and n_threads >= 0,
-                     "an int >= 0 (0: physical cores)")
-        _check_range("n_batch", n_batch, isinstance(n_batch, int) and n_batch >= 1, "an int >= 1")
-        _check_range("seed", seed, isinstance(seed, int), "an int (-1: random)")
+        self._core = None
+        self._lock = threading.RLock()
+        # What the C++ KV cache holds: the evaluated chunks of ids, in order, and the generation
+        # they belong to (None: eval() calls or unknown). Only changed with the lock held.
+        self._cache_chunks: List[Tuple[int, ...]] = []
+        self._cache_owner: Optional[_Generation] = None
+        n_ctx = _int("n_ctx", n_ctx, 0, INT32_MAX, "an int >= 0 (0: the model's)")
+        n_threads = _int("n_threads", n_threads, 0, INT32_MAX, "an int >= 0 (0: physical cores)")
+        n_batch = _int("n_batch", n_batch, 1, INT32_MAX, "an int >= 1")
+        seed = _int("seed", seed, INT64_MIN, INT64_MAX, "an int (-1: random)")
+        use_mmap, use_mlock = _bool("use_mmap", use_mmap), _bool("use_mlock", use_mlock)
+        verbose = _bool("verbose", verbose)
+        if not isinstance(kv_type, str):
+            raise TypeError(f"kv_type must be a str ('f16' or 'f32'), got {type(kv_type).__name__}")
         _warn_threads(n_threads)
         import time
-        self._core = None
-        self.model_path = os.fspath(model_path)
+        self.model_path = _path("model_path", model_path)
         self.verbose = verbose
-        path = _resolve_path(model_path)
+        path = _resolve_path(self.model_path)
         t0 = time.perf_counter()
         self._core = _core.Model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                                  use_mmap=use_mmap, use_mlock=use_mlock, kv_type=kv_type)
@@ -95,15 +222,31 @@ class Model:
     # ---- lifecycle -------------------------------------------------------------------------
     @property
     def _m(self):
-        if self._core is None:
+        """The core for reading what never changes after load (sizes, tokenizer, metadata)."""
+        core = self._core
+        if core is None:
             raise ValueError("Model is closed")
-        return self._core
+        return core
+
+    @contextlib.contextmanager
+    def _use(self):
+        """The core, with the Model's lock held (for anything that uses or changes the cache)."""
+        with self._lock:
+            if self._core is None:
+                raise ValueError("Model is closed")
+            yield self._core
 
     def close(self) -> None:
-        """Releases the weights mapping and the KV cache; the Model cannot be used afterwards."""
-        if self._core is not None:
-            core, self._core = self._core, None
-            core.close()
+        """Releases the weights mapping and the KV cache; the Model cannot be used afterwards.
+        Waits for a call running in another thread to finish first."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:     # __init__ failed before the lock existed
+            return
+        with lock:
+            if self._core is not None:
+                core, self._core = self._core, None
+                self._cache_chunks, self._cache_owner = [], None
+                core.close()
 
     def __enter__(self) -> "Model":
         return self
@@ -137,9 +280,10 @@ class Model:
 
     @n_threads.setter
     def n_threads(self, n: int) -> None:
-        _check_range("n_threads", n, isinstance(n, int) and n >= 0, "an int >= 0 (0: physical cores)")
+        n = _int("n_threads", n, 0, INT32_MAX, "an int >= 0 (0: physical cores)")
         _warn_threads(n)
-        self._m.n_threads = n
+        with self._use() as m:
+            m.n_threads = n
 
     @property
     def add_bos(self) -> bool:
@@ -154,34 +298,69 @@ class Model:
     def tokenize(self, text: Union[str, bytes], add_bos: Optional[bool] = None, special: bool = True) -> List[int]:
         """Token ids of text. add_bos None: the model's default. special: text spelling a control
         token (e.g. "<|im_start|>") becomes that token."""
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        if not isinstance(text, str):
-            raise TypeError(f"tokenize: text must be str or bytes, got {type(text).__name__}")
-        if add_bos is None:
-            add_bos = self.add_bos
+        text = _text("tokenize: text", text)
+        add_bos = self.add_bos if add_bos is None else _bool("add_bos", add_bos)
+        special = _bool("special", special)
         return list(self.tokenizer.encode(text, add_bos=add_bos, parse_special=special))
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode([int(i) for i in ids])
+        return self.tokenizer.decode(_token_ids("detokenize: ids", ids, self.n_vocab))
 
     def token_to_piece(self, id: int) -> bytes:
-        return self.tokenizer.token_to_piece(int(id))
+        id = _int("token_to_piece: id", id, 0, self.n_vocab - 1, f"a token id in [0, {self.n_vocab})")
+        return self.tokenizer.token_to_piece(id)
 
     # ---- evaluation ------------------------------------------------------------------------
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         """Appends ids to the context (at n_past) and returns float32 logits (len(ids), n_vocab)."""
-        ids = [int(i) for i in ids]
+        ids = _token_ids("eval: ids", ids, self.n_vocab)
         if not ids:
             raise ValueError("eval: ids is empty, expected at least one token id")
-        if self.n_past + len(ids) > self.n_ctx:
-            raise _core.ContextFullError(f"eval: {len(ids)} tokens at n_past {self.n_past} exceed n_ctx {self.n_ctx}")
-        out = self._m.eval(ids, True)
+        with self._use() as m:
+            if m.n_past + len(ids) > m.n_ctx:
+                raise _core.ContextFullError(f"eval: {len(ids)} tokens at n_past {m.n_past} exceed n_ctx {m.n_ctx}")
+            out = self._cache_eval(m, None, tuple(ids), True)
         return out.reshape(len(ids), -1)
 
     def reset(self) -> None:
         """Empties the context (n_past = 0)."""
-        self._m.reset()
+        with self._use() as m:
+            m.reset()
+            self._cache_chunks, self._cache_owner = [], None
+
+    def _cache_eval(self, core, owner, chunk, all_logits):
+        """core.eval(chunk) with the cache record kept true (lock held). If the eval fails, or is
+        interrupted before the record is updated, the record says "unknown" (empty, no owner):
+        the next generation step then starts from an empty cache instead of trusting it."""
+        ok = False
+        try:
+            out = core.eval(list(chunk), all_logits)
+            self._cache_chunks.append(chunk)
+            self._cache_owner = owner
+            ok = True
+            return out
+        finally:
+            if not ok:
+                self._cache_chunks, self._cache_owner = [], None
+
+    def _eval_chunk(self, gen: _Generation, chunk: Tuple[int, ...], all_logits: bool):
+        """Evaluates chunk after gen's own chunks. If the cache no longer holds exactly gen's
+        chunks (another generation or eval() used it), keeps the longest common run of whole
+        chunks and re-evaluates the rest of gen's chunks one by one, as they were first evaluated."""
+        with self._use() as core:
+            if self._cache_owner is not gen:
+                cached, mine = self._cache_chunks, gen.chunks
+                keep = 0
+                while keep < min(len(cached), len(mine)) and cached[keep] == mine[keep]:
+                    keep += 1
+                core.truncate(sum(len(c) for c in cached[:keep]))
+                self._cache_chunks = list(cached[:keep])
+                self._cache_owner = gen
+                for c in mine[keep:]:
+                    self._cache_eval(core, gen, c, False)
+            out = self._cache_eval(core, gen, chunk, all_logits)
+            gen.chunks.append(chunk)
+            return out
 
     # ---- generation ------------------------------------------------------------------------
     def generate(self, prompt: Union[str, Sequence[int]], max_new_tokens: Optional[int] = 128,
@@ -195,29 +374,36 @@ class Model:
         (without the prompt), or with stream=True an iterator of text pieces. temperature 0 is
         greedy. Ends at EOS/EOG (unless ignore_eos), at a stop string (never included), after
         max_new_tokens (None or -1: until the context is full) or when the context is full.
-        Timings and the finish reason are in `last_stats` afterwards."""
+        Timings and the finish reason are in `last_stats` afterwards. The Model may be shared
+        between threads and generators (see the class docstring)."""
         m = self._m
         if max_new_tokens is not None:
-            _check_range("max_new_tokens", max_new_tokens, isinstance(max_new_tokens, int) and max_new_tokens >= -1,
-                         "an int >= 0 (-1 or None: until EOS or a full context)")
+            max_new_tokens = _int("max_new_tokens", max_new_tokens, -1, 2**62,
+                                  "an int >= 0 (-1 or None: until EOS or a full context)")
             if max_new_tokens == -1:
                 max_new_tokens = None
         if isinstance(stop, str):
             stop = [stop]
-        if stop is not None and not all(isinstance(s, str) for s in stop):
-            raise TypeError("stop must be a str or a list of str")
+        if stop is not None:
+            if not hasattr(stop, "__iter__") or not all(isinstance(s, str) for s in stop):
+                raise TypeError("stop must be a str or a list of str")
+            stop = [_text("stop", s) for s in stop]
         if seed is None:
             seed = self._rng.randrange(2**63) if self.seed >= 0 else -1
-        _check_range("seed", seed, isinstance(seed, int), "an int (-1: random)")
-        _check_range("top_k", top_k, isinstance(top_k, int) and top_k >= 0, "an int >= 0 (0: off)")
+        seed = _int("seed", seed, INT64_MIN, INT64_MAX, "an int in [-2**63, 2**63) (-1: random)")
+        top_k = _int("top_k", top_k, 0, INT32_MAX, "an int >= 0 (0: off)")
+        repeat_last_n = _int("repeat_last_n", repeat_last_n, INT32_MAX * -1 - 1, INT32_MAX,
+                             "an int >= -1 (-1: all, 0: off)")
+        stream, ignore_eos = _bool("stream", stream), _bool("ignore_eos", ignore_eos)
+        floats = {k: _float(k, v) for k, v in dict(
+            temperature=temperature, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty).items()}
         # the sampler validates the float ranges and names the parameter
-        sampler = _core.Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-                                presence_penalty=presence_penalty, repeat_last_n=repeat_last_n, seed=seed)
-        if isinstance(prompt, str):
+        sampler = _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, **floats)
+        if isinstance(prompt, (str, bytes, bytearray)):
             ids = self.tokenize(prompt, add_bos=add_bos)
         else:
-            ids = [int(i) for i in prompt]
+            ids = _token_ids("prompt", prompt, m.n_vocab)
         if not ids:
             bos = getattr(self.tokenizer, "bos", -1)
             if bos is None or bos < 0:
@@ -228,10 +414,12 @@ class Model:
                              "(load the Model with a larger n_ctx or shorten the prompt)")
         stats = GenerationStats(seed=sampler.seed)
         self.last_stats = stats
-        it = run_generation(m, m.tokenizer, sampler, ids, max_new_tokens, stop, ignore_eos, stats)
+        it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,
+                            ignore_eos, stats)
         if stream:
-            return it
-        return "".join(it)
+            return it          # takes the lock per token (in _eval_chunk)
+        with self._lock:       # the whole call at once: other callers wait, none re-syncs
+            return "".join(it)
 
     __call__ = generate
 

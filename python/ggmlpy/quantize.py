@@ -6,6 +6,7 @@ output is left). Already-quantized inputs are refused unless allow_requantize (t
 """
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import sys
@@ -213,8 +214,16 @@ def quantize(input, output, type: str, allow_requantize: bool = False, progress:
              log: Optional[Callable[[str], None]] = None) -> str:
     """Writes `output`: `input` with its weights in `type` (one of TYPE_NAMES). Returns the output
     path. Raises ValueError (bad type, quantized input without allow_requantize), ggmlpy.GGUFError
-    (bad input file) or OSError; on any failure no output file is left."""
-    key = str(type).lower()
+    (bad input file) or OSError; on any failure no output file is left. Bad arguments are a
+    TypeError / ValueError naming the argument before anything is read."""
+    from .model import _bool, _path
+    input, output = _path("input", input), _path("output", output)
+    if not isinstance(type, str):
+        raise TypeError(f"type must be a str (one of {', '.join(TYPE_NAMES)}), got {builtins.type(type).__name__}")
+    allow_requantize, progress = _bool("allow_requantize", allow_requantize), _bool("progress", progress)
+    if log is not None and not callable(log):
+        raise TypeError(f"log must be callable or None, got {builtins.type(log).__name__}")
+    key = type.lower()
     if key not in FTYPES:
         raise ValueError(f"unknown quantization type {type!r}; valid types: {', '.join(TYPE_NAMES)}")
     inp, out = Path(input), Path(output)

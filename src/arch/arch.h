@@ -5,10 +5,12 @@
 // from the shared blocks (blocks.h). Variants (norm type, parallel residual, rope mode and dims,
 // biases) are data in HParams / LayerWeights, not copies of code.
 #pragma once
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -130,13 +132,20 @@ public:
     const std::map<std::string, std::string>& metadata() const override { return metadata_; }
     MemoryStats memory() const override;
     void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) override;
-    void reset() override { n_past_ = 0; }
+    void reset() override { truncate(0); }
+    void truncate(int n) override;
     void set_n_threads(int n) override;
     int n_threads() const override { return n_threads_; }
     void close() override;
     bool closed() const override { return closed_; }
-    bool mmapped() const override { return file_ && file_->mmapped(); }
-    bool mlocked() const override { return file_ && file_->mlocked(); }
+    bool mmapped() const override {
+        std::lock_guard<std::mutex> lock(mu_);
+        return file_ && file_->mmapped();
+    }
+    bool mlocked() const override {
+        std::lock_guard<std::mutex> lock(mu_);
+        return file_ && file_->mlocked();
+    }
     std::string mlock_error() const override { return mlock_error_; }
 
     const GGUFFile& file() const { return *file_; }
@@ -154,6 +163,9 @@ public:
     // Runs the hooks, builds the tokenizer and the KV cache. Called by the registry right after
     // construction (hooks are virtual, so not from the constructor).
     void init();
+    // Bytes init() allocates for n_ctx_ (KV cache) and eval() at most for one chunk (compute
+    // buffers, logits), checked against the memory budget before anything is allocated.
+    uint64_t planned_bytes() const;
 
 protected:
     std::unique_ptr<GGUFFile> file_;
@@ -171,10 +183,14 @@ protected:
     Context graph_ctx_{false};    // per chunk graph nodes, cleared each chunk
     std::vector<int32_t> pos_;
     int n_ctx_ = 0;
-    int n_past_ = 0;
-    bool closed_ = false;
+    // n_past_ and closed_ are atomics so the property getters may read them without the mutex
+    std::atomic<int> n_past_{0};
+    std::atomic<bool> closed_{false};
+    // Serializes eval / truncate / close / memory: eval releases the GIL, and close (or another
+    // eval) from a second thread must not free or rebuild the graph, buffers or cache under it.
+    mutable std::mutex mu_;
     std::string mlock_error_;
-    int n_threads_ = 1;
+    std::atomic<int> n_threads_{1};
     std::deque<std::vector<float>> converted_;  // 1-D weights converted to f32
     size_t converted_bytes_ = 0;
     friend class WeightBinder;

@@ -8,12 +8,28 @@
 #include "arch/arch.h"
 #include "ggmlpy/cpu.h"
 #include "ggmlpy/error.h"
+#include "ggmlpy/memory_limit.h"
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
 namespace ggmlpy {
 
 namespace {
+// Whether dequantize_row knows type t (norms, biases and get_rows of the embedding need it): one
+// block of zero bytes is decoded as a probe.
+bool can_dequantize(DType t) {
+    static const uint8_t zeros[1024] = {};
+    float out[1024];
+    const DTypeTraits& tr = dtype_traits(t);
+    if (tr.type_size > sizeof zeros || tr.block_size > 1024) return false;
+    try {
+        dequantize_row(t, zeros, out, tr.block_size);
+        return true;
+    } catch (const ValueError&) {
+        return false;
+    }
+}
+
 std::string shape_str(const std::vector<int64_t>& ne) {
     std::string s = "[";
     for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
@@ -72,6 +88,10 @@ Tensor* WeightBinder::bind(const GGUFTensorInfo& t, const std::vector<int64_t>& 
                           ", expected " + shape_str(ne) + " from the metadata");
     used_[t.name] = true;
     const bool vector = ne.size() == 1;
+    if ((vector || t.name == "token_embd.weight") && !can_dequantize(t.type))
+        throw FormatError(file_.path() + ": tensor '" + t.name + "' has type " + dtype_name(t.type) +
+                          ", which cannot be converted to f32 for its role (" +
+                          (vector ? "a norm or bias vector" : "the token embedding") + ")");
     if (vector && t.type != DType::F32) {
         // norms and biases: convert once to f32 (the norm/add ops take f32 operands)
         DecoderModel* model = owner_;
@@ -165,6 +185,9 @@ void DecoderModel::init() {
         throw ValueError(std::string("kv_type must be f16 or f32, got ") + dtype_name(params_.kv_type));
     n_ctx_ = params_.n_ctx > 0 ? params_.n_ctx : std::min(hp_.n_ctx_train > 0 ? hp_.n_ctx_train : 4096, 4096);
     if (n_ctx_ > (1 << 20)) throw ValueError("n_ctx " + std::to_string(n_ctx_) + " is too large (max 1048576)");
+    check_memory(planned_bytes(), "n_ctx " + std::to_string(n_ctx_) + " (KV cache, compute buffers and logits for " +
+                                      std::to_string(hp_.n_layer) + " layers)",
+                 "load the model with a smaller n_ctx (or n_batch)");
     kv_ = std::make_unique<KVCache>(hp_, n_ctx_, params_.kv_type, kv_ctx_);
 
     n_threads_ = params_.n_threads > 0 ? params_.n_threads : physical_cores();
@@ -175,7 +198,29 @@ void DecoderModel::init() {
     mlock_error_ = f.mlock_error();
 }
 
+uint64_t DecoderModel::planned_bytes() const {
+    // Every size here comes from the file or the arguments: saturating arithmetic, so an absurd
+    // value gives UINT64_MAX (and a MemoryLimitError), never a wrapped small number.
+    const uint64_t ctx = (uint64_t)n_ctx_, kv_elem = dtype_traits(params_.kv_type).type_size;
+    const uint64_t kv = mul_sat(mul_sat(mul_sat(2 * (uint64_t)hp_.n_layer, (uint64_t)hp_.n_embd_kv()), ctx), kv_elem);
+    // compute buffers for one chunk of n_batch tokens, as f32: the logits (n_vocab), the attention
+    // scores of every head against the whole context, and the activations of one block
+    const uint64_t nb = (uint64_t)std::min(params_.n_batch, n_ctx_);
+    uint64_t row = add_sat((uint64_t)hp_.n_vocab, mul_sat((uint64_t)hp_.n_head, ctx));
+    row = add_sat(row, add_sat(8 * (uint64_t)hp_.n_embd, 3 * (uint64_t)hp_.n_ff));
+    return add_sat(kv, mul_sat(mul_sat(nb, row), sizeof(float)));
+}
+
+void DecoderModel::truncate(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (n < 0 || n > n_past_)
+        throw ValueError("truncate: n = " + std::to_string(n) + " is outside [0, n_past = " +
+                         std::to_string(n_past_) + "]");
+    n_past_ = n;
+}
+
 void DecoderModel::close() {
+    std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
     closed_ = true;
     pool_.reset();
@@ -192,6 +237,7 @@ void DecoderModel::close() {
 }
 
 MemoryStats DecoderModel::memory() const {
+    std::lock_guard<std::mutex> lock(mu_);
     MemoryStats m;
     if (closed_) return m;
     m.file_bytes = file_->file_size();
@@ -203,10 +249,12 @@ MemoryStats DecoderModel::memory() const {
 
 void DecoderModel::set_n_threads(int n) {
     if (n < 0) throw ValueError("n_threads must be >= 0, got " + std::to_string(n));
+    std::lock_guard<std::mutex> lock(mu_);
     n_threads_ = n > 0 ? n : physical_cores();
 }
 
 void DecoderModel::eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) {
+    std::lock_guard<std::mutex> lock(mu_);
     if (closed_) throw ValueError("eval: the model is closed");
     if (n <= 0) throw ValueError("eval: no tokens given");
     for (int64_t i = 0; i < n; ++i)

@@ -1,8 +1,9 @@
 // Bindings for Model (model.h): _core.Model(path, n_ctx=0, n_batch=512, n_threads=0,
 // use_mmap=True, use_mlock=False, kv_type="f16"); eval(ids, all_logits=False) -> float32 logits
-// (n, n_vocab) or (n_vocab,); reset(); close(); properties n_past, n_vocab, n_ctx, n_embd,
+// (n, n_vocab) or (n_vocab,); reset(); truncate(n); close(); properties n_past, n_vocab, n_ctx, n_embd,
 // n_layer, arch, n_threads (settable), metadata, memory, tokenizer (the Tokenizer binding).
-// Load and eval release the GIL. Forwarding only.
+// Load, eval, reset, truncate and close release the GIL before they take the Model's mutex (a
+// thread waiting for the mutex must not hold the GIL the running eval needs to return). Forwarding only.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -82,6 +83,12 @@ void register_model(py::module_& m) {
                  Model& mdl = live(self, "eval");
                  std::vector<int32_t> v = to_ids(ids);
                  const int64_t n = (int64_t)v.size(), nv = mdl.n_vocab();
+                 // before the logits array (n * n_vocab floats) is allocated; eval checks again
+                 if (mdl.n_past() + n > mdl.n_ctx())
+                     throw ggmlpy::ContextFullError("context full: " + std::to_string(mdl.n_past()) +
+                                                    " tokens in the cache + " + std::to_string(n) +
+                                                    " new > n_ctx " + std::to_string(mdl.n_ctx()) +
+                                                    " (reset() or load with a larger n_ctx)");
                  py::array_t<float> out = all_logits ? py::array_t<float>({(py::ssize_t)n, (py::ssize_t)nv})
                                                      : py::array_t<float>({(py::ssize_t)nv});
                  float* dst = out.mutable_data();
@@ -94,7 +101,16 @@ void register_model(py::module_& m) {
              py::arg("ids"), py::arg("all_logits") = false,
              "Appends ids to the context; returns float32 logits (len(ids), n_vocab) if all_logits, "
              "else (n_vocab,) for the last token.")
-        .def("reset", [](Model& self) { live(self, "reset").reset(); }, "Empties the KV cache.")
+        .def("reset", [](Model& self) {
+                 live(self, "reset");
+                 py::gil_scoped_release nogil;
+                 self.reset();
+             }, "Empties the KV cache.")
+        .def("truncate", [](Model& self, int n) {
+                 live(self, "truncate");
+                 py::gil_scoped_release nogil;
+                 self.truncate(n);
+             }, py::arg("n"), "Keeps the first n cached tokens (0 <= n <= n_past).")
         .def("close", [](Model& self) {
                  py::gil_scoped_release nogil;
                  self.close();
@@ -106,7 +122,10 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_embd", &Model::n_embd)
         .def_property_readonly("n_layer", &Model::n_layer)
         .def_property_readonly("arch", &Model::arch)
-        .def_property("n_threads", &Model::n_threads, [](Model& self, int n) { self.set_n_threads(n); })
+        .def_property("n_threads", &Model::n_threads, [](Model& self, int n) {
+            py::gil_scoped_release nogil;
+            self.set_n_threads(n);
+        })
         .def_property_readonly("metadata", [](const Model& self) {
             py::dict d;
             for (const auto& kv : self.metadata()) {

@@ -19,6 +19,8 @@ PYBIND11_MODULE(_core, m) {
             py::set_error(ctx_full, e.what());
         } catch (const ggmlpy::FileError& e) {
             py::set_error(e.not_found ? PyExc_FileNotFoundError : PyExc_OSError, e.what());
+        } catch (const ggmlpy::MemoryLimitError& e) {
+            py::set_error(PyExc_MemoryError, e.what());
         } catch (const ggmlpy::ValueError& e) {
             py::set_error(PyExc_ValueError, e.what());
         }

@@ -5,6 +5,7 @@
 // tensor infos (name, u32 n_dims, u64 ne[n_dims], u32 type, u64 offset), pad to alignment, data.
 #include "ggmlpy/gguf.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstring>
@@ -32,6 +33,32 @@ size_t scalar_size(GGUFType t) {
 }
 
 bool valid_type(uint32_t t) { return t <= (uint32_t)GGUFType::FLOAT64; }
+
+// Offset of the first byte that breaks UTF-8 (overlongs, surrogates and code points above
+// U+10FFFF included), or npos when s is valid. Keys, tensor names and string values reach Python
+// as str: a bad byte must be a FormatError here, not a UnicodeDecodeError later.
+size_t utf8_error(const std::string& s) {
+    const auto* p = (const unsigned char*)s.data();
+    const size_t n = s.size();
+    for (size_t i = 0; i < n;) {
+        const unsigned c = p[i];
+        size_t len;
+        unsigned cp, min;
+        if (c < 0x80) { ++i; continue; }
+        else if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+        else return i;
+        if (len > n - i) return i;
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return i;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+        i += len;
+    }
+    return std::string::npos;
+}
 
 // Bounds-checked little-endian reader over [0, size). `what` names the field being read so
 // errors say which key / tensor was truncated.
@@ -65,6 +92,16 @@ public:
         pos_ += (size_t)len;
         return s;
     }
+    // str() that must be valid UTF-8 (keys, tensor names, string values); start = file offset
+    std::string utf8_str(const std::string& what) {
+        const size_t start = pos_ + 8;
+        std::string s = str(what);
+        const size_t bad = utf8_error(s);
+        if (bad != std::string::npos)
+            fail(what, "invalid UTF-8 at byte " + std::to_string(bad) + " of the string (file offset " +
+                           std::to_string(start + bad) + ")");
+        return s;
+    }
 
 private:
     const uint8_t* p_;
@@ -91,7 +128,7 @@ void read_scalar(Cursor& c, GGUFType t, GGUFValue& v, const std::string& what) {
             v.i = b; v.u = b; v.f = b;
             break;
         }
-        case GGUFType::STRING: v.s = c.str(what); break;
+        case GGUFType::STRING: v.s = c.utf8_str(what); break;
         default: c.fail(what, "unexpected value type");
     }
 }
@@ -240,7 +277,7 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpen
 
     g->kv_.reserve((size_t)n_kv);
     for (uint64_t k = 0; k < n_kv; ++k) {
-        std::string key = c.str("metadata key #" + std::to_string(k));
+        std::string key = c.utf8_str("metadata key #" + std::to_string(k));
         std::string what = "key '" + key + "'";
         if (g->kv_index_.count(key)) c.fail(what, "duplicate key");
         uint32_t t = c.get<uint32_t>(what + " (type)");
@@ -252,8 +289,11 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpen
     }
 
     if (const GGUFValue* a = g->find("general.alignment")) {
-        if (!a->is_integer() || a->i <= 0 || (a->i & (a->i - 1)) != 0 || a->i > (1 << 20))
-            throw FormatError(path + ": key 'general.alignment' must be a power of two integer, found " +
+        // The spec requires a multiple of 8 (tensor data read as f32 / f16 / block structs must be
+        // aligned: odd addresses are misaligned loads). Powers of two from 8 to 1 MiB are accepted;
+        // more is no real file's layout and only spreads a small file over a huge range.
+        if (!a->is_integer() || a->i < 8 || (a->i & (a->i - 1)) != 0 || a->i > (1 << 20))
+            throw FormatError(path + ": key 'general.alignment' must be a power of two from 8 to 1048576, found " +
                               a->to_string() + " (" + gguf_type_name(a->type) + ")");
         g->alignment_ = (size_t)a->i;
     }
@@ -261,7 +301,7 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpen
     g->tensors_.resize((size_t)n_tensors);
     for (uint64_t k = 0; k < n_tensors; ++k) {
         GGUFTensorInfo& ti = g->tensors_[k];
-        ti.name = c.str("tensor info #" + std::to_string(k) + " (name)");
+        ti.name = c.utf8_str("tensor info #" + std::to_string(k) + " (name)");
         std::string what = "tensor '" + ti.name + "'";
         if (ti.name.empty()) c.fail("tensor info #" + std::to_string(k), "empty tensor name");
         if (g->tensor_index_.count(ti.name)) c.fail(what, "duplicate tensor name");
@@ -298,26 +338,41 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpen
         if (ti.ne[0] % tr.block_size != 0)
             throw FormatError(what + ": ne[0] = " + std::to_string(ti.ne[0]) + " is not a multiple of the " +
                               tr.name + " block size " + std::to_string(tr.block_size));
-        // nbytes = row bytes * rows, overflow checked against the file size
+        // nbytes = row bytes * rows; UINT64_MAX only when the product overflows
         uint64_t bytes = (uint64_t)(ti.ne[0] / tr.block_size) * tr.type_size;
-        for (int d = 1; d < ti.n_dims; ++d) {
-            if (ti.ne[d] != 0 && bytes > (uint64_t)data_avail / (uint64_t)ti.ne[d] + 1) {
+        for (int d = 1; d < ti.n_dims; ++d)
+            if (__builtin_mul_overflow(bytes, (uint64_t)ti.ne[d], &bytes)) {
                 bytes = UINT64_MAX;
                 break;
             }
-            bytes *= (uint64_t)ti.ne[d];
-        }
         if (ti.offset % g->alignment_ != 0)
             throw FormatError(what + ": data offset " + std::to_string(ti.offset) +
                               " is not a multiple of the alignment " + std::to_string(g->alignment_));
         if (ti.offset > data_avail || bytes > data_avail - ti.offset)
-            throw FormatError(what + " " + ti.shape_string() + " " + tr.name + " (" +
-                              (bytes == UINT64_MAX ? std::string("absurdly many") : std::to_string(bytes)) +
+            throw FormatError(what + " " + ti.shape_string() + " " + tr.name + " needs " +
+                              (bytes == UINT64_MAX ? std::string("more than 2^64") : std::to_string(bytes)) +
                               " bytes at data offset " + std::to_string(ti.offset) +
-                              ") extends past the end of the file (" + std::to_string(data_avail) +
-                              " data bytes; file truncated?)");
+                              ", past the end of the file: its data section has " + std::to_string(data_avail) +
+                              " bytes (file truncated?)");
         ti.nbytes = (size_t)bytes;
         ti.data = g->mem_->data() + g->data_offset_ + ti.offset;
+    }
+
+    // No two tensors may share bytes: a small file whose thousands of tensor infos all point at the
+    // same data would otherwise pass every size check and declare a huge model (and what one
+    // tensor's bytes mean depends on which name reads them).
+    std::vector<const GGUFTensorInfo*> by_offset;
+    for (const GGUFTensorInfo& ti : g->tensors_)
+        if (ti.nbytes) by_offset.push_back(&ti);
+    std::sort(by_offset.begin(), by_offset.end(),
+              [](const GGUFTensorInfo* a, const GGUFTensorInfo* b) { return a->offset < b->offset; });
+    const GGUFTensorInfo* reach = nullptr;  // the tensor ending furthest so far
+    for (const GGUFTensorInfo* t : by_offset) {
+        if (reach && t->offset < reach->offset + reach->nbytes)
+            throw FormatError(path + ": tensors '" + reach->name + "' (data bytes " + std::to_string(reach->offset) +
+                              ".." + std::to_string(reach->offset + reach->nbytes) + ") and '" + t->name +
+                              "' (from byte " + std::to_string(t->offset) + ") overlap");
+        if (!reach || t->offset + t->nbytes > reach->offset + reach->nbytes) reach = t;
     }
 
     if (opt.use_mlock && n_tensors) {

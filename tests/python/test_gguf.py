@@ -198,3 +198,66 @@ def test_missing_tensor_named(tmp_path):
     assert r.tensor_bytes("x").view(np.float32).tolist() == [1.0] * 8
     with pytest.raises(GGUFError, match="'missing' not found"):
         r.tensor_bytes("missing")
+
+
+# ---- hostile files (issue 15) ----------------------------------------------------------------
+
+def _one_tensor_file(tmp_path, alignment):
+    import gguf_raw as gr
+    p = tmp_path / f"align{alignment}.gguf"
+    p.write_bytes(gr.gguf_bytes([("general.alignment", gr.U32, alignment)], [("t", (3,), 0, 0)],
+                                bytes(12), alignment=max(alignment, 1)))
+    return p
+
+
+@pytest.mark.parametrize("alignment", [1, 2, 4, 12, 2**21])
+def test_bad_alignment_rejected(tmp_path, alignment):
+    """The spec requires a multiple of 8: alignment 1 put tensor data at odd addresses."""
+    with pytest.raises(GGUFError, match=r"general\.alignment.*power of two from 8"):
+        _core.GGUFReader(_one_tensor_file(tmp_path, alignment))
+
+
+def test_alignment_8_accepted(tmp_path):
+    assert _core.GGUFReader(_one_tensor_file(tmp_path, 8)).alignment == 8
+
+
+@pytest.mark.parametrize("where", ["key", "value", "tensor"])
+def test_invalid_utf8_is_gguf_error(tmp_path, where):
+    import gguf_raw as gr
+    key = b"bad.\xff\xfekey" if where == "key" else b"general.name"
+    value = b"caf\xc3(" if where == "value" else b"fine"
+    tname = b"t\xed\xa0\x80" if where == "tensor" else b"t"   # a UTF-8 encoded surrogate
+    p = tmp_path / "utf8.gguf"
+    p.write_bytes(gr.gguf_bytes([(key, gr.STR, value)], [(tname, (4,), 0, 0)], bytes(16)))
+    pattern = {"key": r"metadata key #0: invalid UTF-8 at byte 4 .*file offset 36",
+               "value": r"key 'general\.name': invalid UTF-8 at byte 3",
+               "tensor": r"tensor info #0 \(name\): invalid UTF-8 at byte 1"}[where]
+    with pytest.raises(GGUFError, match=pattern):
+        r = _core.GGUFReader(p)
+        r.metadata, r.tensors   # before the fix: UnicodeDecodeError here
+
+
+def test_overlapping_tensors_rejected(tmp_path):
+    import gguf_raw as gr
+    p = tmp_path / "overlap.gguf"
+    p.write_bytes(gr.gguf_bytes([], [("a", (12,), 0, 0), ("b", (4,), 0, 32), ("c", (8,), 0, 64)], bytes(96)))
+    with pytest.raises(GGUFError, match=r"overlap\.gguf: tensors 'a' .* and 'b' .* overlap"):
+        _core.GGUFReader(p)
+    p.write_bytes(gr.gguf_bytes([], [("a", (8,), 0, 0), ("b", (8,), 0, 32), ("c", (8,), 0, 64)], bytes(96)))
+    assert [t["name"] for t in _core.GGUFReader(p).tensors] == ["a", "b", "c"]
+
+
+def test_tensor_past_end_says_bytes(tmp_path):
+    """A 38,400-byte tensor past the end is reported with its size, not as 'absurdly many'."""
+    p = tmp_path / "t.gguf"
+    w = gguf.GGUFWriter(str(p), "llama")
+    w.add_tensor("first", np.zeros(64, dtype=np.float32))
+    w.add_tensor("big.weight", np.zeros((150, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    p.write_bytes(p.read_bytes()[:-30000])
+    with pytest.raises(GGUFError, match=r"'big\.weight' \[64, 150\] f32 needs 38400 bytes at data offset 256, "
+                                        r"past the end of the file: its data section has 8656 bytes"):
+        _core.GGUFReader(p)
