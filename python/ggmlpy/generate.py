@@ -13,9 +13,10 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 class Utf8Stream:
     """Bytes in, complete characters out. Invalid bytes become U+FFFD; an incomplete sequence at
-    the end is held until more bytes arrive. `flush()` drops it: generation that stops on the
-    token limit in the middle of a character ends on the last whole character, not on U+FFFD.
-    (The decoder holds back only a valid prefix of a multi-byte character, so nothing else is lost.)"""
+    the end is held until more bytes arrive. `flush(cut=True)` drops it: generation cut by the
+    token limit in the middle of a character ends on the last whole character, not on U+FFFD (the
+    decoder holds back only a valid prefix of a multi-byte character, so nothing else is lost).
+    `flush()` is for text that really ended there (EOS): the broken character becomes U+FFFD."""
 
     def __init__(self) -> None:
         self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -23,9 +24,11 @@ class Utf8Stream:
     def feed(self, data: bytes) -> str:
         return self._dec.decode(data, final=False)
 
-    def flush(self) -> str:
-        self._dec.reset()
-        return ""
+    def flush(self, cut: bool = False) -> str:
+        if cut:
+            self._dec.reset()
+            return ""
+        return self._dec.decode(b"", final=True)
 
 
 class StopMatcher:
@@ -134,7 +137,8 @@ def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_
         else:
             stats.finish_reason = "length"
         if matcher.stopped_on is None:
-            text, stopped = matcher.feed(utf8.flush())
+            # cut by the limit (or Ctrl-C): drop half a character; ended by EOS: show it broken
+            text, stopped = matcher.feed(utf8.flush(cut=stats.finish_reason != "stop"))
             text += "" if stopped else matcher.flush()
             if stopped:
                 stats.finish_reason = "stop"

@@ -128,6 +128,13 @@ def test_invalid_utf8_becomes_replacement_char_at_end():
     assert "".join(pieces) == "ok\ufffd"
 
 
+def test_token_limit_inside_a_character_ends_on_the_last_whole_one():
+    core, tok = make([b"ok \xe6", b"\x97\xa5", b"\xe6\x97", b"\xa5"])   # 日 split twice
+    for n, want in ((1, "ok "), (2, "ok 日"), (3, "ok 日")):
+        pieces, st = run(core, tok, max_new=n)
+        assert "".join(pieces) == want and st.finish_reason == "length"
+
+
 def test_stop_string_with_multibyte():
     core, tok = make([b"\xe6", b"\x97\xa5", "本", "語"])
     pieces, _ = run(core, tok, stop=["本語"])
