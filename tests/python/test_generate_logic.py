@@ -129,8 +129,8 @@ def test_invalid_utf8_becomes_replacement_char_at_end():
 
 
 def test_token_limit_inside_a_character_ends_on_the_last_whole_one():
-    core, tok = make([b"ok \xe6", b"\x97\xa5", b"\xe6\x97", b"\xa5"])   # 日 split twice
     for n, want in ((1, "ok "), (2, "ok 日"), (3, "ok 日")):
+        core, tok = make([b"ok \xe6", b"\x97\xa5", b"\xe6\x97", b"\xa5"])   # 日 split twice
         pieces, st = run(core, tok, max_new=n)
         assert "".join(pieces) == want and st.finish_reason == "length"
 
