@@ -149,7 +149,7 @@ def test_prompt_from_file_and_sampling_seed(smollm2_path, tmp_path):
 
 
 def test_prompt_longer_than_context(smollm2_path):
-    one_line_error(cli("generate", "-m", str(smollm2_path), "-p", "word " * 100, "-c", "32", "-n", "4"), "n_ctx")
+    one_line_error(cli("generate", "-m", str(smollm2_path), "-p", "word " * 100, "-c", "32", "-n", "4"), "-c/--ctx-size")
 
 
 def test_ctrl_c_stops_cleanly(smollm2_path):

@@ -39,7 +39,7 @@ def detect_format(path) -> str:
     try:
         llama2c.Llama2c(path)
         return "llama2c"
-    except ValueError:   # the llama2.c header check's detail means nothing for an unrelated file
+    except llama2c.NotLlama2c:   # its header check's detail means nothing for an unrelated file
         raise ValueError(f"{path}: not a GGUF, ggml GPT-J .bin or llama2.c .bin file") from None
 
 

@@ -21,6 +21,10 @@ RMS_EPS = 1e-5        # hard-coded in run.c
 ROPE_BASE = 10000.0   # hard-coded in run.c
 
 
+class NotLlama2c(ValueError):
+    """The header is not a llama2.c header at all (as opposed to a llama2.c file that is broken)."""
+
+
 class Llama2c:
     def __init__(self, path):
         self.path = Path(path)
@@ -28,7 +32,7 @@ class Llama2c:
         with open(self.path, "rb") as f:
             head = f.read(HEADER.size)
         if len(head) != HEADER.size:
-            raise ValueError(f"{self.path}: {size} bytes, too short for a llama2.c header (28)")
+            raise NotLlama2c(f"{self.path}: {size} bytes, too short for a llama2.c header (28)")
         (self.dim, self.hidden_dim, self.n_layers, self.n_heads, self.n_kv_heads, vocab,
          self.seq_len) = HEADER.unpack(head)
         self.shared = vocab > 0
@@ -36,10 +40,10 @@ class Llama2c:
         for k in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"):
             v = getattr(self, k)
             if not 0 < v <= 1 << 24:
-                raise ValueError(f"{self.path}: header {k} = {v} is out of range (not a llama2.c "
+                raise NotLlama2c(f"{self.path}: header {k} = {v} is out of range (not a llama2.c "
                                  "version 0 checkpoint?)")
         if self.dim % self.n_heads or self.n_heads % self.n_kv_heads or (self.dim // self.n_heads) % 2:
-            raise ValueError(f"{self.path}: dim {self.dim}, n_heads {self.n_heads}, n_kv_heads "
+            raise NotLlama2c(f"{self.path}: dim {self.dim}, n_heads {self.n_heads}, n_kv_heads "
                              f"{self.n_kv_heads} are inconsistent")
         self.head_size = self.dim // self.n_heads
         self.kv_dim = self.dim * self.n_kv_heads // self.n_heads
