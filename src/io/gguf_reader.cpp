@@ -205,9 +205,20 @@ bool GGUFFile::mmapped() const { return mem_ && mem_->mapped(); }
 bool GGUFFile::mlocked() const { return mem_ && mem_->locked(); }
 
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpenOptions& opt) {
+    return parse(std::make_unique<MappedFile>(path, opt.use_mmap), path, opt);
+}
+
+std::unique_ptr<GGUFFile> GGUFFile::from_bytes(const void* data, size_t size, const std::string& name) {
+    GGUFOpenOptions opt;
+    opt.use_mmap = false;
+    return parse(std::make_unique<MappedFile>(name, data, size), name, opt);
+}
+
+std::unique_ptr<GGUFFile> GGUFFile::parse(std::unique_ptr<MappedFile> mem, const std::string& path,
+                                          const GGUFOpenOptions& opt) {
     std::unique_ptr<GGUFFile> g(new GGUFFile());
     g->path_ = path;
-    g->mem_.reset(new MappedFile(path, opt.use_mmap));
+    g->mem_ = std::move(mem);
     g->file_size_ = g->mem_->size();
     if (g->file_size_ == 0) throw FormatError(path + ": file is empty (expected a GGUF file)");
 
