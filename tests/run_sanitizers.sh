@@ -28,7 +28,10 @@ fi
 py=OFF; [ "$python_stage" = 1 ] && py=ON
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGMLPY_BUILD_TESTS=ON \
   -DGGMLPY_BUILD_PYTHON="$py" -DGGMLPY_SANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j"$jobs"
+# the test executables (and _core), not the kernel benchmark
+mapfile -t targets < <(cd "$root/tests" && ls cpp/test_*.cpp fuzz/fuzz_*.cpp | sed -E 's#.*/##; s/\.cpp$//; s/^fuzz_.*/&_replay/')
+[ "$py" = ON ] && targets+=(_core)
+cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 
 # print_stacktrace: UBSan reports say where; halt_on_error is implied by -fno-sanitize-recover.
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"

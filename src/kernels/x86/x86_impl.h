@@ -311,7 +311,7 @@ void vec_dot_32_prep(int64_t n, float* s, const void* vx, const void* vy, const 
     }
     for (; b < nb; ++b) {
         int32_t idot = hsum_i32(mul_sum_us8(T::q(x[b]), load256(y[b].qs)));
-        if constexpr (T::kind == Kind32::Sym) idot -= sy[b] << T::off_shift;
+        if constexpr (T::kind == Kind32::Sym) idot -= sy[b] * (1 << T::off_shift);  // sy may be negative: << would be UB
         float P = (float)idot * (h2f(x[b].d) * dy[b]);
         if constexpr (T::kind == Kind32::Affine) P = P + (float)sy[b] * (mval<T>(x[b]) * dy[b]);
         sumf += P;
