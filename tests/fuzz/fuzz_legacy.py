@@ -9,6 +9,7 @@ finding. After a successful parse every tensor is read back, as the converter wo
 TestOneInput is importable without atheris: tests/python/test_fuzz_regressions.py replays the
 corpus and tests/fuzz/regressions/legacy through it.
 """
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ def _path() -> Path:
 
 
 def TestOneInput(data: bytes) -> None:
+    import gguf
     from ggmlpy.convert import legacy, legacy_gptj, llama2c
 
     if len(data) < 2:
@@ -34,6 +36,10 @@ def TestOneInput(data: bytes) -> None:
     try:
         if sel == 0:
             m = legacy_gptj.LegacyGPTJ(path)
+            for t in m.tensors.values():  # every tensor accepted lies inside the file, whole
+                block, tsize = gguf.GGML_QUANT_SIZES[t.qtype]
+                if t.nbytes != math.prod(t.ne) // block * tsize or t.offset + t.nbytes > m.file_size:
+                    raise AssertionError(f"tensor {t.name} dims {t.ne}: {t.nbytes} bytes at {t.offset}")
             for name in m.names():
                 m.load(name)
             m.params()
