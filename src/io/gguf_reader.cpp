@@ -309,8 +309,10 @@ std::unique_ptr<GGUFFile> GGUFFile::parse(std::unique_ptr<MappedFile> mem, const
         if (ti.ne[0] % tr.block_size != 0)
             throw FormatError(what + ": ne[0] = " + std::to_string(ti.ne[0]) + " is not a multiple of the " +
                               tr.name + " block size " + std::to_string(tr.block_size));
-        // nbytes = row bytes * rows, overflow checked against the file size
-        uint64_t bytes = (uint64_t)(ti.ne[0] / tr.block_size) * tr.type_size;
+        // nbytes = row bytes * rows, overflow checked against the file size (the row too: a row of
+        // 2^62 f32 would wrap to 0 bytes)
+        const uint64_t blocks = (uint64_t)(ti.ne[0] / tr.block_size);
+        uint64_t bytes = blocks > (uint64_t)data_avail / tr.type_size ? UINT64_MAX : blocks * tr.type_size;
         for (int d = 1; d < ti.n_dims; ++d) {
             if (ti.ne[d] != 0 && bytes > (uint64_t)data_avail / (uint64_t)ti.ne[d] + 1) {
                 bytes = UINT64_MAX;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "ggmlpy/dtype.h"
 #include "ggmlpy/error.h"
 #include "ggmlpy/gguf.h"
 #include "ggmlpy/tokenizer.h"
@@ -42,6 +43,17 @@ void touch_metadata(const GGUFFile& f) {
 void touch_tensors(const GGUFFile& f) {
     size_t n = f.tensor_bytes();
     for (const GGUFTensorInfo& t : f.tensors()) {
+        // the promised size, computed without overflow, and where it lies
+        const DTypeTraits& tr = dtype_traits(t.type);
+        const unsigned __int128 cap = (unsigned __int128)1 << 64;  // saturate: no 128-bit overflow
+        unsigned __int128 bytes = (unsigned __int128)(uint64_t)(t.ne[0] / tr.block_size) * tr.type_size;
+        for (int d = 1; d < t.n_dims; ++d) {
+            if (bytes > cap) bytes = cap;
+            bytes *= (uint64_t)t.ne[d];
+        }
+        if (bytes != t.nbytes) fail("tensor nbytes differs from its shape and type");
+        if (f.data_offset() + t.offset + t.nbytes > f.file_size()) fail("tensor data past the end");
+        if (t.offset % f.alignment() != 0) fail("tensor offset not aligned");
         n += t.shape_string().size() + (size_t)t.nelements();
         // the first and the last byte the reader promises: ASan reports a read past the copy
         if (t.nbytes) {
