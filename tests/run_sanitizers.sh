@@ -43,11 +43,13 @@ ctest --test-dir "$build" --output-on-failure
 echo "== stage 2: Python tests under ASan + UBSan (libasan preloaded)"
 # The interpreter is not instrumented: libasan must be loaded first, and its own allocations
 # never freed at exit are not our leaks.
+# The real interpreter, not a wrapper script (pyenv's shim is bash: it would run under ASan too).
 preload="$(g++ -print-file-name=libasan.so):$(g++ -print-file-name=libubsan.so)"
+pyexe="$(python -c 'import sys; print(sys.executable)')"
 rc=0
-ASAN_OPTIONS="detect_leaks=0:$ASAN_OPTIONS" LD_PRELOAD="$preload" GGMLPY_BUILD_DIR="$build" \
+ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" LD_PRELOAD="$preload" GGMLPY_BUILD_DIR="$build" \
   PYTHONPATH="$root/python${PYTHONPATH:+:$PYTHONPATH}" \
-  python -m pytest -q -p no:cacheprovider "$root/tests/python" -k "${GGMLPY_SANITIZE_PYTEST:-stress}" || rc=$?
+  "$pyexe" -m pytest -q -p no:cacheprovider "$root/tests/python" -k "${GGMLPY_SANITIZE_PYTEST:-stress}" || rc=$?
 if [ $rc = 5 ]; then  # pytest: no tests selected (no stress tests in this tree yet)
   echo "run_sanitizers.sh: no Python tests matched -k '${GGMLPY_SANITIZE_PYTEST:-stress}'; nothing to run"
   rc=0
