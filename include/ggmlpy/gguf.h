@@ -72,6 +72,10 @@ class GGUFFile {
 public:
     // Throws FileError (missing, unreadable, cannot map) or FormatError (malformed).
     static std::unique_ptr<GGUFFile> open(const std::string& path, const GGUFOpenOptions& opt = {});
+    // The same parse and checks over a copy of `size` bytes in memory (fuzzing, tests); `name`
+    // stands in for the path in messages.
+    static std::unique_ptr<GGUFFile> from_bytes(const void* data, size_t size,
+                                                const std::string& name = "<memory>");
     ~GGUFFile();
 
     const std::string& path() const { return path_; }
@@ -119,6 +123,8 @@ public:
 
 private:
     GGUFFile() = default;
+    static std::unique_ptr<GGUFFile> parse(std::unique_ptr<MappedFile> mem, const std::string& path,
+                                           const GGUFOpenOptions& opt);
     std::string path_;
     uint32_t version_ = 0;
     size_t alignment_ = 32;

@@ -242,9 +242,20 @@ bool GGUFFile::mmapped() const { return mem_ && mem_->mapped(); }
 bool GGUFFile::mlocked() const { return mem_ && mem_->locked(); }
 
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpenOptions& opt) {
+    return parse(std::make_unique<MappedFile>(path, opt.use_mmap), path, opt);
+}
+
+std::unique_ptr<GGUFFile> GGUFFile::from_bytes(const void* data, size_t size, const std::string& name) {
+    GGUFOpenOptions opt;
+    opt.use_mmap = false;
+    return parse(std::make_unique<MappedFile>(name, data, size), name, opt);
+}
+
+std::unique_ptr<GGUFFile> GGUFFile::parse(std::unique_ptr<MappedFile> mem, const std::string& path,
+                                          const GGUFOpenOptions& opt) {
     std::unique_ptr<GGUFFile> g(new GGUFFile());
     g->path_ = path;
-    g->mem_.reset(new MappedFile(path, opt.use_mmap));
+    g->mem_ = std::move(mem);
     g->file_size_ = g->mem_->size();
     if (g->file_size_ == 0) throw FormatError(path + ": file is empty (expected a GGUF file)");
 
@@ -338,13 +349,12 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, const GGUFOpen
         if (ti.ne[0] % tr.block_size != 0)
             throw FormatError(what + ": ne[0] = " + std::to_string(ti.ne[0]) + " is not a multiple of the " +
                               tr.name + " block size " + std::to_string(tr.block_size));
-        // nbytes = row bytes * rows; UINT64_MAX only when the product overflows
-        uint64_t bytes = (uint64_t)(ti.ne[0] / tr.block_size) * tr.type_size;
-        for (int d = 1; d < ti.n_dims; ++d)
-            if (__builtin_mul_overflow(bytes, (uint64_t)ti.ne[d], &bytes)) {
-                bytes = UINT64_MAX;
-                break;
-            }
+        // nbytes = row bytes * rows, each product overflow-checked (a row of 2^62 f32 would wrap
+        // to 0 bytes); UINT64_MAX when it overflows
+        uint64_t bytes = 0;
+        bool over = __builtin_mul_overflow((uint64_t)(ti.ne[0] / tr.block_size), (uint64_t)tr.type_size, &bytes);
+        for (int d = 1; d < ti.n_dims && !over; ++d) over = __builtin_mul_overflow(bytes, (uint64_t)ti.ne[d], &bytes);
+        if (over) bytes = UINT64_MAX;
         if (ti.offset % g->alignment_ != 0)
             throw FormatError(what + ": data offset " + std::to_string(ti.offset) +
                               " is not a multiple of the alignment " + std::to_string(g->alignment_));

@@ -79,6 +79,15 @@ MappedFile::MappedFile(const std::string& path, bool use_mmap) : path_(path) {
     }
 }
 
+MappedFile::MappedFile(const std::string& name, const void* data, size_t size) : path_(name), size_(size) {
+    if (size_ == 0) return;
+    void* p = nullptr;
+    if (posix_memalign(&p, page_size(), size_) != 0 || !p)
+        throw FileError(name + ": cannot allocate " + std::to_string(size_) + " bytes");
+    std::memcpy(p, data, size_);
+    data_ = (uint8_t*)p;
+}
+
 MappedFile::~MappedFile() {
     if (locked_len_) munlock(locked_addr_, locked_len_);
     if (!data_) return;

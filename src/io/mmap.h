@@ -12,6 +12,9 @@ namespace ggmlpy {
 class MappedFile {
 public:
     MappedFile(const std::string& path, bool use_mmap);
+    // A page-aligned heap copy of `size` bytes at `data` (GGUFFile::from_bytes); `name` stands
+    // in for the path in messages.
+    MappedFile(const std::string& name, const void* data, size_t size);
     ~MappedFile();
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;

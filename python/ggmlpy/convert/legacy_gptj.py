@@ -6,6 +6,7 @@ byte for byte (their layout equals GGUF's for ggml quantization version 2, check
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class LegacyGPTJ:
                 if ne[0] % block:
                     raise ValueError(f"{self.path}: tensor {name} row of {ne[0]} is not a multiple "
                                      f"of the {qt.name} block ({block})")
-                nbytes = int(np.prod(ne, dtype=np.int64)) // block * tsize
+                nbytes = math.prod(ne) // block * tsize  # exact: np.prod wraps at 2**63 (to 0 or < 0)
                 off = f.tell()
                 if off + nbytes > size:
                     raise ValueError(f"{self.path}: tensor {name} needs {nbytes} bytes at offset "
