@@ -170,17 +170,21 @@ def test_absurd_counts_and_lengths(tmp_path):
         _core.GGUFReader(p)
 
 
-def test_tensor_past_end(tmp_path):
-    p = tmp_path / "t.gguf"
+def _two_tensors_cut(p, name, rows, cut):
+    """A GGUF with a 64-float tensor, then `name` of (rows, 64) floats, and its last `cut` bytes gone."""
     w = gguf.GGUFWriter(str(p), "llama")
     w.add_tensor("first", np.zeros(64, dtype=np.float32))
-    w.add_tensor("last.weight", np.zeros((4, 64), dtype=np.float32))
+    w.add_tensor(name, np.zeros((rows, 64), dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    b = p.read_bytes()
-    p.write_bytes(b[:-100])
+    p.write_bytes(p.read_bytes()[:-cut])
+
+
+def test_tensor_past_end(tmp_path):
+    p = tmp_path / "t.gguf"
+    _two_tensors_cut(p, "last.weight", 4, 100)
     with pytest.raises(GGUFError, match=r"'last\.weight'.*past the end") as e:
         _core.GGUFReader(p)
     assert str(p) in str(e.value)
@@ -250,14 +254,7 @@ def test_overlapping_tensors_rejected(tmp_path):
 def test_tensor_past_end_says_bytes(tmp_path):
     """A 38,400-byte tensor past the end is reported with its size, not as 'absurdly many'."""
     p = tmp_path / "t.gguf"
-    w = gguf.GGUFWriter(str(p), "llama")
-    w.add_tensor("first", np.zeros(64, dtype=np.float32))
-    w.add_tensor("big.weight", np.zeros((150, 64), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    p.write_bytes(p.read_bytes()[:-30000])
+    _two_tensors_cut(p, "big.weight", 150, 30000)
     with pytest.raises(GGUFError, match=r"'big\.weight' \[64, 150\] f32 needs 38400 bytes at data offset 256, "
                                         r"past the end of the file: its data section has 8656 bytes"):
         _core.GGUFReader(p)
