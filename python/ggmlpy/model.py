@@ -423,6 +423,45 @@ class Model:
 
     __call__ = generate
 
+    # ---- chat (python/ggmlpy/chat.py) -------------------------------------------------------
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True,
+                            chat_template: Optional[str] = None, tools=None) -> str:
+        """messages ([{"role": ..., "content": ...}, ...]) rendered with the GGUF's
+        tokenizer.chat_template (or chat_template) as HF transformers renders it."""
+        from . import chat
+        return chat.apply_chat_template(self, messages, add_generation_prompt=add_generation_prompt,
+                                        chat_template=chat_template, tools=tools)
+
+    def create_chat_completion(self, messages, max_tokens: Optional[int] = None, temperature: float = 0.8,
+                               top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,
+                               seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
+                               frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+                               chat_template: Optional[str] = None):
+        """An OpenAI `chat.completion` dict, or with stream=True an iterator of
+        `chat.completion.chunk` dicts (the last one has finish_reason and usage)."""
+        from . import chat
+        return chat.create_chat_completion(
+            self, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, chat_template=chat_template)
+
+    def create_completion(self, prompt, max_tokens: Optional[int] = 16, temperature: float = 0.8,
+                          top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,
+                          seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
+                          frequency_penalty: float = 0.0, presence_penalty: float = 0.0):
+        """An OpenAI `text_completion` dict (or an iterator of them with stream=True)."""
+        from . import chat
+        return chat.create_completion(
+            self, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
+
+    def chat(self, messages_or_text, **kwargs) -> str:
+        """The assistant's reply as a str; a str argument is one user message. Keyword arguments
+        as create_chat_completion (without stream)."""
+        from . import chat
+        return chat.chat(self, messages_or_text, **kwargs)
+
     # ---- hub ---------------------------------------------------------------------------------
     @classmethod
     def default(cls, **kwargs) -> "Model":

@@ -1,0 +1,357 @@
+"""Chat templates and the OpenAI-style chat / completion API over a `Model`.
+
+The GGUF's `tokenizer.chat_template` (a Jinja2 template, as in the HF tokenizer_config.json) is
+rendered the way HF transformers' `apply_chat_template` renders it: a sandboxed immutable Jinja2
+environment with trim_blocks / lstrip_blocks and the `loopcontrols` extension; the variables
+`messages`, `add_generation_prompt`, `tools`, `bos_token`, `eos_token`; the globals
+`raise_exception`, `strftime_now`, `namespace`, `dict`; and a `tojson` filter that does not escape
+HTML and keeps non-ASCII text (ensure_ascii=False) with indent/separators/sort_keys options.
+A model without a template gets CHATML_TEMPLATE (with a warning).
+
+Model.apply_chat_template / create_chat_completion / create_completion / chat are thin wrappers
+over the functions here."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+import uuid
+import warnings
+from datetime import datetime
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+#: Used for models whose GGUF has no tokenizer.chat_template (ChatML, as SmolLM2 / Qwen / Hermes).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+#: Rendered prompts longer than this (characters) are refused: a template looping without bound
+#: ends in a ValueError instead of filling the memory.
+MAX_RENDERED_CHARS = 16 * 1024 * 1024
+#: Seconds a template may take to render (checked between output pieces).
+MAX_RENDER_SECONDS = 10.0
+
+#: End-of-turn markers of common templates: when one is in the template, is a single token and
+#: that token is not an end-of-generation token, its text is added as a stop string.
+END_OF_TURN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+class ChatTemplateError(ValueError):
+    """A chat template failed to compile or render (raise_exception, a Jinja2 error, too large)."""
+
+
+def _json_dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _raise_exception(message):
+    import jinja2
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _strftime_now(fmt):
+    return datetime.now().strftime(fmt)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+    import jinja2.ext
+    import jinja2.utils
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationBlock(jinja2.ext.Extension):
+        """`{% generation %}...{% endgeneration %}` (HF's assistant-mask marker): renders its body."""
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+        def _render(self, caller):
+            return caller()
+
+    class Namespace(jinja2.utils.Namespace):
+        """namespace() that refuses underscore attributes (no way to CPython internals)."""
+        def __init__(*args, **kwargs):
+            self, args = args[0], args[1:]
+            attrs = dict(*args, **kwargs)
+            for name in attrs:
+                Namespace._check(name)
+            jinja2.utils.Namespace.__init__(self, attrs)
+
+        def __setitem__(self, name, value):
+            Namespace._check(name)
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def _check(name):
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError(f"namespace attribute {name!r} starts with an underscore")
+
+    class TemplateDict:
+        def __call__(self, *args, **kwargs):
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args, **kwargs):
+            return dict.fromkeys(*args, **kwargs)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[GenerationBlock, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _json_dumps
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["namespace"] = Namespace
+    env.globals["dict"] = TemplateDict()
+    return env
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(template: str):
+    import jinja2
+    try:
+        return _environment().from_string(template)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        raise ChatTemplateError(f"chat template syntax error at line {e.lineno}: {e.message}") from None
+
+
+def check_messages(messages, name: str = "messages") -> List[Dict[str, Any]]:
+    """messages as a list of dicts with str `role` and `content` (content may be None for an
+    assistant message with tool_calls); TypeError / ValueError naming the bad entry."""
+    if isinstance(messages, (str, bytes, dict)) or not isinstance(messages, (list, tuple)):
+        raise TypeError(f"{name} must be a list of dicts with 'role' and 'content', got {type(messages).__name__}")
+    if not messages:
+        raise ValueError(f"{name} is empty, expected at least one message")
+    out = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise TypeError(f"{name}[{i}] must be a dict with 'role' and 'content', got {type(msg).__name__}")
+        if "role" not in msg:
+            raise ValueError(f"{name}[{i}] has no 'role'")
+        if not isinstance(msg["role"], str):
+            raise TypeError(f"{name}[{i}]['role'] must be a str, got {type(msg['role']).__name__}")
+        if "content" not in msg and not msg.get("tool_calls"):
+            raise ValueError(f"{name}[{i}] has no 'content'")
+        content = msg.get("content")
+        if not isinstance(content, str) and not (content is None and msg.get("tool_calls")):
+            raise TypeError(f"{name}[{i}]['content'] must be a str, got {type(content).__name__}")
+        out.append(dict(msg))
+    return out
+
+
+def render(template: str, messages, add_generation_prompt: bool = True, tools=None,
+           bos_token: str = "", eos_token: str = "", **extra) -> str:
+    """The template rendered with HF's variables. Template errors (raise_exception, syntax,
+    undefined operations, sandbox violations, MAX_RENDERED_CHARS / MAX_RENDER_SECONDS) are
+    ChatTemplateError (a ValueError) naming the problem."""
+    import jinja2
+    if not isinstance(template, str):
+        raise TypeError(f"chat_template must be a str, got {type(template).__name__}")
+    if not isinstance(add_generation_prompt, bool):
+        raise TypeError(f"add_generation_prompt must be a bool, got {type(add_generation_prompt).__name__}")
+    if tools is not None and not isinstance(tools, (list, tuple)):
+        raise TypeError(f"tools must be a list of dicts or None, got {type(tools).__name__}")
+    messages = check_messages(messages)
+    extra.setdefault("documents", None)     # HF passes it too (None unless documents are given)
+    compiled = _compile(template)
+    parts, size = [], 0
+    deadline = time.monotonic() + MAX_RENDER_SECONDS
+    try:
+        for piece in compiled.generate(messages=messages, add_generation_prompt=add_generation_prompt,
+                                       tools=list(tools) if tools is not None else None,
+                                       bos_token=bos_token, eos_token=eos_token, **extra):
+            parts.append(piece)
+            size += len(piece)
+            if size > MAX_RENDERED_CHARS:
+                raise ChatTemplateError(f"chat template output exceeds {MAX_RENDERED_CHARS} characters")
+            if time.monotonic() > deadline:
+                raise ChatTemplateError(f"chat template took more than {MAX_RENDER_SECONDS} s to render")
+    except ChatTemplateError:
+        raise
+    except jinja2.exceptions.TemplateError as e:
+        raise ChatTemplateError(f"chat template error: {e.message or type(e).__name__}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, RecursionError) as e:
+        raise ChatTemplateError(f"chat template failed: {type(e).__name__}: {e}") from None
+    return "".join(parts)
+
+
+# ---- model side ----------------------------------------------------------------------------
+
+def _token_text(model, tid) -> str:
+    if tid is None or tid < 0:
+        return ""
+    return model.tokenizer.token_to_piece(tid, True).decode("utf-8", errors="replace")
+
+
+def special_tokens(model):
+    """(bos_token, eos_token) as text from the model's vocabulary ('' when absent)."""
+    tok = model.tokenizer
+    return _token_text(model, getattr(tok, "bos", -1)), _token_text(model, getattr(tok, "eos", -1))
+
+
+def model_template(model, chat_template: Optional[str] = None) -> str:
+    """chat_template if given, else the GGUF's tokenizer.chat_template, else CHATML_TEMPLATE with
+    a warning."""
+    if chat_template is not None:
+        if not isinstance(chat_template, str):
+            raise TypeError(f"chat_template must be a str or None, got {type(chat_template).__name__}")
+        return chat_template
+    t = model.metadata.get("tokenizer.chat_template")
+    if isinstance(t, str) and t.strip():
+        return t
+    warnings.warn(f"{os.path.basename(model.model_path)} has no tokenizer.chat_template; "
+                  "using the ChatML template (ggmlpy.chat.CHATML_TEMPLATE)", stacklevel=3)
+    return CHATML_TEMPLATE
+
+
+def apply_chat_template(model, messages, add_generation_prompt: bool = True,
+                        chat_template: Optional[str] = None, tools=None) -> str:
+    template = model_template(model, chat_template)
+    bos, eos = special_tokens(model)
+    return render(template, messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                  bos_token=bos, eos_token=eos)
+
+
+def prompt_ids(model, text: str) -> List[int]:
+    """Token ids of a rendered prompt: special tokens parsed; BOS added as the model asks unless
+    the template already wrote it."""
+    bos, _ = special_tokens(model)
+    add_bos = model.add_bos and not (bos and text.startswith(bos))
+    return model.tokenize(text, add_bos=add_bos, special=True)
+
+
+def end_of_turn_stops(model, template: str) -> List[str]:
+    """End-of-turn texts in the template that are single tokens the model does not already stop on."""
+    out = []
+    tok = model.tokenizer
+    for t in END_OF_TURN_TEXTS:
+        if t in template:
+            ids = model.tokenize(t, add_bos=False, special=True)
+            if len(ids) == 1 and not tok.is_eog(ids[0]):
+                out.append(t)
+    return out
+
+
+def _stop_list(stop) -> List[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise TypeError("stop must be a str, a list of str or None")
+
+
+def _max_tokens(value, default_none_ok=True):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_tokens must be an int or None, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"max_tokens = {value}, expected an int >= 0 or None (no limit)")
+    return value
+
+
+def _run(model, ids, max_tokens, stop, sampling):
+    """(iterator of pieces, stats) for one generation, stats taken under the lock so another
+    thread's call cannot swap it."""
+    with model._lock:
+        it = model.generate(ids, max_new_tokens=max_tokens, stop=stop or None, stream=True, **sampling)
+        stats = model.last_stats
+    return it, stats
+
+
+def _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty):
+    return dict(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
+                repetition_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty)
+
+
+def _usage(stats):
+    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.generated_tokens,
+            "total_tokens": stats.prompt_tokens + stats.generated_tokens}
+
+
+def _finish(stats):
+    return "stop" if stats.finish_reason == "stop" else "length"
+
+
+def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, top_p=0.95, top_k=40,
+                           min_p=0.05, stop=None, seed=None, stream=False, repeat_penalty=1.0,
+                           frequency_penalty=0.0, presence_penalty=0.0, chat_template=None):
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
+    max_tokens = _max_tokens(max_tokens)
+    stops = _stop_list(stop)
+    template = model_template(model, chat_template)
+    bos, eos = special_tokens(model)
+    text = render(template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
+    ids = prompt_ids(model, text)
+    stops += [s for s in end_of_turn_stops(model, template) if s not in stops]
+    sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
+    cid, created, name = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
+    it, stats = _run(model, ids, max_tokens, stops, sampling)
+    if not stream:
+        with model._lock:
+            content = "".join(it)
+        return {"id": cid, "object": "chat.completion", "created": created, "model": name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "logprobs": None, "finish_reason": _finish(stats)}],
+                "usage": _usage(stats)}
+
+    def chunks():
+        def chunk(delta, finish=None):
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        yield chunk({"role": "assistant"})
+        for piece in it:
+            yield chunk({"content": piece})
+        last = chunk({}, _finish(stats))
+        last["usage"] = _usage(stats)
+        yield last
+    return chunks()
+
+
+def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05,
+                      stop=None, seed=None, stream=False, repeat_penalty=1.0, frequency_penalty=0.0,
+                      presence_penalty=0.0):
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
+    if not isinstance(prompt, (str, list, tuple)):
+        raise TypeError(f"prompt must be a str or a list of token ids, got {type(prompt).__name__}")
+    max_tokens = _max_tokens(max_tokens)
+    stops = _stop_list(stop)
+    sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
+    cid, created, name = "cmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
+    it, stats = _run(model, prompt, max_tokens, stops, sampling)
+
+    def choice(text, finish):
+        return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+
+    if not stream:
+        with model._lock:
+            text = "".join(it)
+        return {"id": cid, "object": "text_completion", "created": created, "model": name,
+                "choices": [choice(text, _finish(stats))], "usage": _usage(stats)}
+
+    def chunks():
+        for piece in it:
+            yield {"id": cid, "object": "text_completion", "created": created, "model": name,
+                   "choices": [choice(piece, None)]}
+        yield {"id": cid, "object": "text_completion", "created": created, "model": name,
+               "choices": [choice("", _finish(stats))], "usage": _usage(stats)}
+    return chunks()
+
+
+def chat(model, messages_or_text, **kwargs) -> str:
+    """The assistant's reply text; a str is one user message."""
+    if isinstance(messages_or_text, str):
+        messages_or_text = [{"role": "user", "content": messages_or_text}]
+    if kwargs.get("stream"):
+        raise ValueError("chat() returns a str; use create_chat_completion(stream=True) to stream")
+    return create_chat_completion(model, messages_or_text, **kwargs)["choices"][0]["message"]["content"]
