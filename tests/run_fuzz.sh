@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzing for a bounded time (CI): builds the libFuzzer targets tests/fuzz/fuzz_*.cpp with clang,
 # ASan and UBSan (-DGGMLPY_BUILD_FUZZ=ON), runs each for GGMLPY_FUZZ_SECONDS (default 60) from the
-# seed corpus in tests/fuzz/corpus/<target>, then the atheris target tests/fuzz/fuzz_legacy.py
+# seed corpus in tests/data/fuzz/corpus/<target>, then the atheris target tests/fuzz/fuzz_legacy.py
 # (Python readers of legacy .bin files) the same way. Fails if any target crashes, hangs (-timeout)
 # or runs out of memory (-rss_limit_mb); the input is left in build/fuzz/artifacts/<target>/
-# (save it under tests/fuzz/regressions/<target>/ once fixed: docs/testing.md).
+# (save it under tests/data/fuzz/regressions/<target>/ once fixed: docs/testing.md).
 # Prints one summary line per target: executions and executions per second.
 # Needs: cmake, clang-14 + libclang-rt-14-dev (apt), atheris (pip), an importable ggmlpy (installed,
 # or GGMLPY_BUILD_DIR=<build with _core> to use python/ from this tree).
@@ -37,7 +37,7 @@ run() {  # name, command...
   mkdir -p "$work" "$art"
   echo "== $name: ${secs}s"
   local rc=0 t0=$SECONDS
-  "$@" "${flags[@]}" -artifact_prefix="$art/" "$work" "$root/tests/fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
+  "$@" "${flags[@]}" -artifact_prefix="$art/" "$work" "$root/tests/data/fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
   local runs rate elapsed=$(( SECONDS - t0 > 0 ? SECONDS - t0 : 1 ))
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
   rate=$(( ${runs:-0} / elapsed ))  # wall time: libFuzzer's average_exec_per_sec can read 0

@@ -4,10 +4,10 @@ Input byte 0 picks the reader (0 GPT-J, 1 llama2.c, 2 tokenizer.bin with byte 1 
 size), the rest is the file. A malformed file must raise ValueError; any other exception is a
 finding. After a successful parse every tensor is read back, as the converter would.
 
-    python tests/fuzz/fuzz_legacy.py [libFuzzer flags] WORK_DIR tests/fuzz/corpus/legacy
+    python tests/fuzz/fuzz_legacy.py [libFuzzer flags] WORK_DIR tests/data/fuzz/corpus/legacy
 
 TestOneInput is importable without atheris: tests/python/test_fuzz_regressions.py replays the
-corpus and tests/fuzz/regressions/legacy through it.
+corpus and tests/data/fuzz/regressions/legacy through it.
 """
 import math
 import sys

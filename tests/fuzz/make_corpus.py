@@ -1,4 +1,4 @@
-"""Writes the seed corpus in tests/fuzz/corpus/<target>/: a few tiny valid inputs per target, so
+"""Writes the seed corpus in tests/data/fuzz/corpus/<target>/: a few tiny valid inputs per target, so
 the fuzzers start from files that get past the magic and the header checks. Rerun after changing
 it (`python tests/fuzz/make_corpus.py`); the output is deterministic and committed.
 
@@ -16,7 +16,7 @@ import gguf
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE / "corpus"
+CORPUS = HERE.parent / "data" / "fuzz" / "corpus"
 
 
 def gguf_bytes(build, alignment=None) -> bytes:

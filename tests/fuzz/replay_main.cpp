@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
             files.push_back(p);
         }
     }
+    if (files.empty()) {  // a moved or empty corpus must not pass silently
+        std::fprintf(stderr, "replay: no input files in the %d paths given\n", argc - 1);
+        return 1;
+    }
     std::sort(files.begin(), files.end());
     for (const fs::path& f : files) {
         std::ifstream in(f, std::ios::binary);

@@ -1,5 +1,5 @@
 """Replays the legacy-reader fuzz corpus and every saved crashing input
-(tests/fuzz/regressions/legacy/) through tests/fuzz/fuzz_legacy.py's TestOneInput: each must parse
+(tests/data/fuzz/regressions/legacy/) through tests/fuzz/fuzz_legacy.py's TestOneInput: each must parse
 or raise ValueError, as under the fuzzer (which need not be installed here)."""
 import importlib.util
 from pathlib import Path
@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
-INPUTS = sorted(p for d in ("corpus/legacy", "regressions/legacy") if (FUZZ / d).is_dir()
-                for p in (FUZZ / d).iterdir() if p.is_file())
+DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
+INPUTS = sorted(p for d in ("corpus/legacy", "regressions/legacy") if (DATA / d).is_dir()
+                for p in (DATA / d).iterdir() if p.is_file())
 
 
 def _target():
@@ -21,3 +22,9 @@ def _target():
 @pytest.mark.parametrize("path", INPUTS, ids=[f"{p.parent.parent.name}/{p.name}" for p in INPUTS])
 def test_legacy_reader_input(path):
     _target().TestOneInput(path.read_bytes())
+
+
+def test_inputs_are_there():
+    """The replay above must not pass by finding nothing (a moved corpus): 3 seeds, 3 regressions."""
+    names = {f"{p.parent.parent.name}/{p.name}" for p in INPUTS}
+    assert {"corpus/gptj.bin", "corpus/llama2c.bin", "regressions/gptj_dims_product_wraps_to_zero.bin"} <= names
