@@ -10,8 +10,9 @@ oneOf (only when its branches can never match the same value), allOf with one me
 default, examples, ...) are ignored. Any other keyword changes which documents are valid, so it
 raises ValueError naming the keyword and where it is, instead of being silently ignored.
 
-String lengths count characters as Python does: the grammar never emits \\u escapes of
-surrogates, so each grammar character is one code point of the decoded string.
+String lengths count characters as Python does: a \\u escape of a surrogate is only accepted as
+a high + low pair, which the grammar counts as one character, so each grammar character is one
+code point of the decoded string.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ MAX_COUNT = 10000        # minItems/maxItems/minLength/maxLength: the grammar sp
 MAX_DEPTH = 64           # nesting of schemas (not of $ref recursion, which becomes rule recursion)
 
 # Building blocks. Whitespace between tokens is bounded (at most a newline and 12 spaces) so a
-# sampled document cannot wander off into endless blanks. \u escapes exclude surrogates D800-DFFF.
+# sampled document cannot wander off into endless blanks. Surrogate \u escapes only come in pairs.
 PRIMITIVES = {
     "ws": '( " " | "\\n" " "{0,12} )?',
     "hex": "[0-9a-fA-F]",
     "char": '[^"\\\\\\x00-\\x1F] | "\\\\" ( ["\\\\/bfnrt] | "u" ( [0-9a-cA-C] hex hex hex | [dD] [0-7] hex hex '
-            '| [eEfF] hex hex hex ) )',
+            '| [eEfF] hex hex hex | [dD] [89abAB] hex hex "\\\\u" [dD] [c-fC-F] hex hex ) )',
     "string": '"\\"" char* "\\""',
     "integer": '"-"? ( "0" | [1-9] [0-9]{0,15} )',
     "number": 'integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?',
