@@ -343,6 +343,9 @@ class _Converter:
             raise ValueError(f"json_schema: 'required' at {path} must be a list of str")
         addl = schema.get("additionalProperties", True)
         order = list(props) + [r for r in dict.fromkeys(required) if r not in props]
+        if addl is False and len(order) > len(props):
+            raise ValueError(f"json_schema: required property {order[len(props)]!r} at {path} is not in "
+                             "'properties' and additionalProperties is false: no value is valid")
         name = self.new_rule(path_hint(path, "object"))
         if not order:
             if addl is False:

@@ -380,6 +380,7 @@ def test_json_object_grammar_walks():
     ({"type": "array", "maxItems": 10**6}, ValueError, r"larger than the 10000"),
     ({"type": "string", "maxLength": -1}, ValueError, r"'maxLength'.*int >= 0"),
     ({"enum": []}, ValueError, r"non-empty"),
+    ({"type": "object", "required": ["a"], "additionalProperties": False}, ValueError, r"required property 'a'"),
     (False, ValueError, r"matches no value"),
     ({"type": "object", "properties": {"a": 3}}, TypeError, r"must be a dict or a bool"),
     ("{not json", ValueError, r"not valid JSON"),

@@ -1,0 +1,112 @@
+// Grammar engine tests (src/grammar/): UTF-8 range splitting against a reference encoder for every
+// code point, byte-level matching of classes, and a small random-grammar fuzz: any text either
+// parses or throws ValueError, and matching random bytes on what parsed never crashes or hangs.
+// The Python tests (tests/python/test_grammar.py) check languages against re / json / jsonschema.
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "ggmlpy/error.h"
+#include "ggmlpy/grammar.h"
+
+using namespace ggmlpy::grammar;
+
+static std::string utf8(uint32_t cp) {
+    std::string s;
+    if (cp < 0x80) s += char(cp);
+    else if (cp < 0x800) s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+    else if (cp < 0x10000) s += char(0xE0 | (cp >> 12)), s += char(0x80 | ((cp >> 6) & 0x3F)), s += char(0x80 | (cp & 0x3F));
+    else s += char(0xF0 | (cp >> 18)), s += char(0x80 | ((cp >> 12) & 0x3F)), s += char(0x80 | ((cp >> 6) & 0x3F)), s += char(0x80 | (cp & 0x3F));
+    return s;
+}
+
+static int n_matching(const std::vector<std::vector<ByteRange>>& seqs, const std::string& b) {
+    int n = 0;
+    for (const auto& seq : seqs) {
+        if (seq.size() != b.size()) continue;
+        bool ok = true;
+        for (size_t i = 0; i < b.size(); ++i) ok = ok && uint8_t(b[i]) >= seq[i].first && uint8_t(b[i]) <= seq[i].second;
+        n += ok;
+    }
+    return n;
+}
+
+static void test_utf8_sequences() {
+    // every scalar value is matched by exactly one sequence of the full range
+    auto lo = utf8_sequences(0, 0xD7FF), hi = utf8_sequences(0xE000, 0x10FFFF);
+    lo.insert(lo.end(), hi.begin(), hi.end());
+    int bad = 0;
+    for (uint32_t cp = 0; cp <= 0x10FFFF; ++cp) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        bad += n_matching(lo, utf8(cp)) != 1;
+    }
+    CHECK(bad == 0);
+    // random sub-ranges: a code point matches iff it is inside
+    std::mt19937 g(5);
+    for (int t = 0; t < 200; ++t) {
+        uint32_t a = g() % 0xD800, b = g() % 0xD800;
+        if (t % 2) a = 0xE000 + g() % 0x102000, b = 0xE000 + g() % 0x102000;
+        if (a > b) std::swap(a, b);
+        const auto seqs = utf8_sequences(a, b);
+        for (int k = 0; k < 300; ++k) {
+            uint32_t cp = (k % 3 == 0) ? a + (g() % (b - a + 1)) : (t % 2 ? 0xE000 + g() % 0x102000 : g() % 0xD800);
+            CHECK(n_matching(seqs, utf8(cp)) == (cp >= a && cp <= b ? 1 : 0));
+        }
+    }
+}
+
+static bool accepts(const std::string& grammar, const std::string& text) {
+    auto a = std::make_shared<Automaton>(parse_gbnf(grammar), nullptr);
+    Matcher m(a);
+    return m.accept_bytes(text) && m.is_complete();
+}
+
+static void test_matching() {
+    CHECK(accepts("root ::= [^a]", "\xE4\xB8\xAD"));        // 中, three bytes
+    CHECK(!accepts("root ::= [^a]", "\xED\xA0\x80"));       // a surrogate is never a character
+    CHECK(!accepts("root ::= [^a]", "\xC0\x80"));           // overlong
+    CHECK(accepts("root ::= \"ab\"{2,3} c*\nc ::= [x-z]", "ababxyz"));
+    CHECK(!accepts("root ::= \"ab\"{2,3} c*\nc ::= [x-z]", "abababab"));
+    CHECK_THROWS(parse_gbnf("root ::= root \"a\" | \"b\""), ggmlpy::ValueError);
+    CHECK_THROWS(parse_gbnf("root ::= x"), ggmlpy::ValueError);
+    // the tail call keeps x* flat: a long run does not deepen the stacks
+    CHECK(accepts("root ::= \"a\"* \"b\"", std::string(100000, 'a') + "b"));
+}
+
+static void test_fuzz() {
+    const std::string alphabet = "root ::= x y |()[]^-*+?{},0123\"\\a.#\n é";
+    std::mt19937 g(11);
+    int parsed = 0;
+    for (int t = 0; t < 20000; ++t) {
+        std::string s = "root ::= ";
+        const int n = int(g() % 24);
+        for (int i = 0; i < n; ++i) s += alphabet[g() % alphabet.size()];
+        if (t % 4 == 0) s += "\nx ::= \"q\" | [a-c]*\ny ::= x \"z\"";
+        std::shared_ptr<const Grammar> gr;
+        try {
+            gr = parse_gbnf(s);
+        } catch (const ggmlpy::ValueError&) {
+            continue;
+        }
+        ++parsed;
+        auto a = std::make_shared<Automaton>(gr, nullptr);
+        Matcher m(a);
+        for (int k = 0; k < 32; ++k) {
+            std::string b(1, alphabet[g() % alphabet.size()]);
+            try {
+                m.accept_bytes(b);
+            } catch (const ggmlpy::ValueError&) {   // "too ambiguous" is allowed, a crash is not
+                break;
+            }
+        }
+    }
+    CHECK(parsed > 100);
+}
+
+int main() {
+    test_utf8_sequences();
+    test_matching();
+    test_fuzz();
+    return test_exit_code("test_grammar");
+}
