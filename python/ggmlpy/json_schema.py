@@ -399,7 +399,7 @@ def schema_to_gbnf(schema: Any) -> str:
     conv = _Converter(schema)
     expr = conv.visit(schema, "#", 0)
     conv.prim("ws")
-    rules = {"root": f"ws {expr} ws"}
+    rules = {"root": f"ws {expr}"}   # nothing after the document: generation stops right at its end
     rules.update(conv.rules)
     return "\n".join(f"{k} ::= {v}" for k, v in rules.items()) + "\n"
 

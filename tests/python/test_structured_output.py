@@ -103,7 +103,8 @@ def test_tiny_models_200_samples_validate(tiny_models, kind, name, schema):
         reasons.add(m.last_stats.finish_reason)
     assert reasons == {"stop"}
     check_outputs(texts, schema)
-    if name == "escapes":   # the random model does write escapes in "text", so they were exercised
+    if name == "escapes" and N_SAMPLES >= 200:   # the random model writes escapes in "text" (5 and 23
+        # of 200 here), so escapes were generated, not only the const's
         assert any(set(json.loads(t)["text"]) & set('"\\/\b\f\n\r\t') for t in texts)
 
 
