@@ -4,7 +4,8 @@ Every document the grammar accepts parses with json.loads and validates against 
 grammar may accept fewer documents than the schema (object properties come in the schema's order,
 only declared properties are generated, whitespace is bounded), never more. Supported: type
 (one or a list), enum, const, object (properties, required, additionalProperties), array (items,
-minItems, maxItems), string (minLength, maxLength), integer, number, boolean, null, anyOf,
+minItems, maxItems), string (minLength, maxLength), integer (also minimum, maximum,
+exclusiveMinimum, exclusiveMaximum), number, boolean, null, anyOf,
 oneOf (only when its branches can never match the same value), allOf with one member, and $ref to
 "#", "#/$defs/..." or "#/definitions/..." (recursion allowed). Annotations (title, description,
 default, examples, ...) are ignored. Any other keyword changes which documents are valid, so it
@@ -23,7 +24,10 @@ from typing import Any, Dict, List, Optional
 ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
                "readOnly", "writeOnly", "$defs", "definitions", "$anchor"}
 SUPPORTED = {"type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems",
-             "maxItems", "minLength", "maxLength", "anyOf", "oneOf", "allOf", "$ref"}
+             "maxItems", "minLength", "maxLength", "anyOf", "oneOf", "allOf", "$ref",
+             "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}   # bounds: integers only
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+INT_LIMIT = 10**16 - 1   # the integer rule's 16 digits
 TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
 MAX_COUNT = 10000        # minItems/maxItems/minLength/maxLength: the grammar spells them out
 MAX_DEPTH = 64           # nesting of schemas (not of $ref recursion, which becomes rule recursion)
@@ -190,6 +194,8 @@ class _Converter:
             fam.append("array")
         if {"minLength", "maxLength"} & set(schema):
             fam.append("string")
+        if set(BOUNDS) & set(schema):
+            fam.append("number")
         if len(fam) > 1:
             raise ValueError(f"json_schema: schema at {path} has keywords of several types ({', '.join(fam)}) "
                              "and no 'type'")
@@ -286,6 +292,13 @@ class _Converter:
 
     # ---- one JSON type ---------------------------------------------------------------------
     def typed(self, t, schema, path, depth) -> str:
+        bounded = [k for k in BOUNDS if k in schema]
+        if t == "integer" and bounded:
+            lo, hi = int_bounds(schema, path)
+            return self.new_rule(path_hint(path, "integer"), int_range_gbnf(lo, hi))
+        if t == "number" and bounded:
+            raise ValueError(f"json_schema: '{bounded[0]}' at {path} is supported for type integer only, "
+                             "not number")
         if t in ("integer", "number", "boolean", "null"):
             return self.prim(t)
         if t == "string":
@@ -382,6 +395,74 @@ class _Converter:
                 self.rules[b[i]] = f'{kvs[i]} {a[i + 1]} | {b[i + 1]}'
         self.rules[name] = f'"{{" ws {b[0]} "}}"'
         return name
+
+
+def int_bounds(schema, path):
+    """(lo, hi) of the integers allowed by minimum/maximum/exclusive* (None: unbounded)."""
+    lo = hi = None
+    for k in BOUNDS:
+        if k not in schema:
+            continue
+        v = schema[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
+            raise ValueError(f"json_schema: '{k}' at {path} must be a finite number, got {v!r}")
+        if k == "minimum":
+            b = -int(-v // 1)                      # ceil
+        elif k == "exclusiveMinimum":
+            b = int(v // 1) + 1                    # floor + 1
+        elif k == "maximum":
+            b = int(v // 1)                        # floor
+        else:
+            b = -int(-v // 1) - 1                  # ceil - 1
+        if k.endswith("inimum"):
+            lo = b if lo is None else max(lo, b)
+        else:
+            hi = b if hi is None else min(hi, b)
+    for b in (lo, hi):
+        if b is not None and abs(b) > INT_LIMIT:
+            raise ValueError(f"json_schema: integer bound {b} at {path} is beyond the 16 digits supported")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"json_schema: integer bounds at {path} leave no value ({lo} > {hi})")
+    return lo, hi
+
+
+def _digits_range(a: str, b: str) -> List[str]:
+    """GBNF sequences matching the decimal strings of equal length n from a to b (a <= b)."""
+    if not a:
+        return [""]
+    if a[0] == b[0]:
+        return [f'"{a[0]}" {p}'.strip() for p in _digits_range(a[1:], b[1:])]
+    n = len(a) - 1
+    if a[1:] == "0" * n and b[1:] == "9" * n:   # a whole block: one class per digit
+        return [f"[{a[0]}-{b[0]}]" + " [0-9]" * n]
+    out = [f'"{a[0]}" {p}'.strip() for p in _digits_range(a[1:], "9" * n)]
+    if int(a[0]) + 1 <= int(b[0]) - 1:
+        out.append(f"[{int(a[0]) + 1}-{int(b[0]) - 1}]" + " [0-9]" * n)
+    out += [f'"{b[0]}" {p}'.strip() for p in _digits_range("0" * n, b[1:])]
+    return out
+
+
+def _nonneg_range(lo: int, hi: int) -> List[str]:
+    """Sequences for the canonical decimal forms (no leading zeros) of lo..hi, 0 <= lo <= hi."""
+    out = []
+    for n in range(len(str(lo)), len(str(hi)) + 1):
+        a = max(lo, 10 ** (n - 1) if n > 1 else 0)
+        b = min(hi, 10 ** n - 1)
+        if a <= b:
+            out += _digits_range(str(a), str(b))
+    return out
+
+
+def int_range_gbnf(lo: Optional[int], hi: Optional[int]) -> str:
+    """GBNF alternatives for the JSON integers in [lo, hi] (None: unbounded, up to 16 digits)."""
+    lo = -INT_LIMIT if lo is None else lo
+    hi = INT_LIMIT if hi is None else hi
+    alts = []
+    if hi >= 0:
+        alts += _nonneg_range(max(lo, 0), hi)
+    if lo < 0:   # "-" and the magnitudes; never "-0"
+        alts += [f'"-" ( {p} )' for p in [" | ".join(_nonneg_range(max(1, -hi), -lo))]]
+    return " | ".join(alts)
 
 
 def path_hint(path: str, kind: str) -> str:

@@ -220,6 +220,10 @@ SCHEMAS = [
     {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 2}, "minItems": 2, "maxItems": 4},
     {"type": "object", "properties": {"s": {"type": "string", "maxLength": 4}}, "required": ["s"],
      "additionalProperties": False},
+    {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 150},
+                                      "t": {"type": "integer", "exclusiveMinimum": -3.5, "exclusiveMaximum": 10},
+                                      "big": {"type": "integer", "minimum": 987}},
+     "required": ["age", "t", "big"]},
 ]
 
 
@@ -283,7 +287,9 @@ def random_value(schema, rng, root, depth=0):
     t = schema.get("type")
     t = rng.choice(t) if isinstance(t, list) else t
     if t == "integer":
-        return rng.randrange(-10**6, 10**6)
+        lo = schema.get("minimum", int(schema.get("exclusiveMinimum", -10**6 - 1) // 1) + 1)
+        hi = schema.get("maximum", -int(-schema.get("exclusiveMaximum", 10**6 + 1) // 1) - 1)
+        return rng.randrange(lo, hi + 1)
     if t == "number":
         return rng.choice([rng.uniform(-1e3, 1e3), rng.randrange(-99, 99), 1.5e-7])
     if t == "boolean":
@@ -362,11 +368,31 @@ def test_json_object_grammar_walks():
     assert n >= 50
 
 
+@pytest.mark.parametrize("lo,hi", [(0, None), (1, None), (None, 0), (None, -7), (-5, 5), (13, 117), (0, 0),
+                                   (-100, -3), (99, 1000), (None, None), (-12345, None), (18, 150),
+                                   (-987654, 123456), (31, 4999999)])
+def test_integer_ranges_match_python_comparisons(lo, hi):
+    from ggmlpy.json_schema import int_range_gbnf
+    auto = _core.GrammarAutomaton(_core.Grammar("root ::= " + int_range_gbnf(lo, hi)))
+    rng = random.Random(lo or 0)
+    near = [x + d for x in (lo, hi) if x is not None for d in (-11, -10, -1, 0, 1, 10, 11)]
+    for v in near + [rng.randrange(-10**7, 10**7) for _ in range(400)] + [rng.randrange(-999, 999) for _ in range(200)]:
+        m = _core.GrammarMatcher(auto)
+        got = m.accept_bytes(str(v).encode()) and m.is_complete()
+        assert got == ((lo is None or v >= lo) and (hi is None or v <= hi)), v
+    for bad in ["-0", "01", "00", "+1", "", "1.0", "1e2"]:
+        m = _core.GrammarMatcher(auto)
+        assert not (m.accept_bytes(bad.encode()) and m.is_complete()), bad
+
+
 # ---- schema errors and response_format shapes --------------------------------------------------
 @pytest.mark.parametrize("schema,exc,needle", [
     ({"type": "string", "pattern": "a+"}, ValueError, r"unsupported keyword 'pattern' at #"),
     ({"type": "string", "format": "date-time"}, ValueError, r"'format'"),
-    ({"type": "integer", "minimum": 0}, ValueError, r"'minimum'"),
+    ({"type": "number", "minimum": 0}, ValueError, r"'minimum' at # is supported for type integer only"),
+    ({"type": "integer", "minimum": 5, "exclusiveMaximum": 5}, ValueError, r"leave no value \(5 > 4\)"),
+    ({"type": "integer", "maximum": 10**20}, ValueError, r"beyond the 16 digits"),
+    ({"type": "integer", "minimum": "3"}, ValueError, r"'minimum' at # must be a finite number"),
     ({"type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}, ValueError,
      r"'uniqueItems' at #/properties/a"),
     ({"type": "object", "patternProperties": {}}, ValueError, r"'patternProperties'"),
