@@ -2,6 +2,8 @@
 // code point, byte-level matching of classes, and a small random-grammar fuzz: any text either
 // parses or throws ValueError, and matching random bytes on what parsed never crashes or hangs.
 // The Python tests (tests/python/test_grammar.py) check languages against re / json / jsonschema.
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -104,9 +106,54 @@ static void test_fuzz() {
     CHECK(parsed > 100);
 }
 
+// Token masks from the trie walk equal a brute-force check of each token's bytes, along random
+// walks that only take allowed tokens (multi-byte tokens, partial UTF-8 tokens, an EOG token).
+static void test_masks() {
+    std::vector<std::string> pieces;
+    for (int b = 0; b < 256; ++b) pieces.push_back(std::string(1, char(b)));
+    for (const char* p : {"[1", ",2", "]", "\"a", "a\"", "\xC3", "\xA9", "\xC3\xA9", "\xE4\xB8", "\xAD]", "ab", "", "12"})
+        pieces.push_back(p);
+    pieces.push_back("</s>");
+    const int32_t eog = int32_t(pieces.size()) - 1;
+    auto vocab = std::make_shared<GrammarVocab>(pieces, std::vector<int32_t>{eog});
+    const std::string g = "root ::= \"[\" ( item (\",\" item){0,3} )? \"]\"\n"
+                          "item ::= [0-9]{1,3} | \"\\\"\" [^\"]{0,4} \"\\\"\"";
+    auto a = std::make_shared<Automaton>(parse_gbnf(g), vocab);
+    std::mt19937 rng(3);
+    std::vector<float> logits(pieces.size());
+    for (int walk = 0; walk < 60; ++walk) {
+        Matcher m(a);
+        std::string text;
+        for (int step = 0; step < 40; ++step) {
+            std::fill(logits.begin(), logits.end(), 0.0f);
+            const int64_t n = m.apply_mask(logits.data(), int64_t(logits.size()));
+            std::vector<int32_t> allowed;
+            for (size_t t = 0; t < logits.size(); ++t) {
+                // brute force: a fresh matcher over text + piece
+                Matcher b(a);
+                bool ok = b.accept_bytes(text);
+                if (int32_t(t) == eog) ok = ok && b.is_complete();
+                else ok = ok && !pieces[t].empty() && b.accept_bytes(pieces[t]);
+                CHECK(ok == std::isfinite(logits[t]));
+                if (ok) allowed.push_back(int32_t(t));
+            }
+            CHECK(int64_t(allowed.size()) == n);
+            if (allowed.empty()) break;
+            const int32_t t = allowed[rng() % allowed.size()];
+            CHECK(m.accept_token(t));
+            if (t == eog) {
+                CHECK(m.is_done());
+                break;
+            }
+            text += pieces[size_t(t)];
+        }
+    }
+}
+
 int main() {
     test_utf8_sequences();
     test_matching();
+    test_masks();
     test_fuzz();
     return test_exit_code("test_grammar");
 }
