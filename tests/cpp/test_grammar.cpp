@@ -150,10 +150,27 @@ static void test_masks() {
     }
 }
 
+// Over its cache budget (65536 states here) the automaton drops every cached state; a matcher
+// reloads its saved stacks and goes on as if nothing happened.
+static void test_cache_reset() {
+    auto a = std::make_shared<Automaton>(parse_gbnf("root ::= ( [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] ){0,10000}"),
+                                         nullptr);
+    Matcher m(a);
+    const uint64_t gen0 = a->generation();
+    bool ok = true;
+    for (int chunk = 0; chunk < 70; ++chunk) ok = ok && m.accept_bytes(std::string(1000, 'q'));
+    CHECK(ok);
+    CHECK(a->generation() > gen0);   // at least one reset happened on the way
+    CHECK(m.is_complete());          // 70000 = 7 * 10000 letters
+    CHECK(m.is_done());
+    CHECK(!m.accept_bytes("q"));
+}
+
 int main() {
     test_utf8_sequences();
     test_matching();
     test_masks();
+    test_cache_reset();
     test_fuzz();
     return test_exit_code("test_grammar");
 }
