@@ -205,3 +205,25 @@ def test_bad_arguments(smol):
         smol.generate("hi", grammar=42)
     # the model stays usable
     assert smol.generate("hi", max_new_tokens=3, grammar='root ::= "ok"', temperature=0) == "ok"
+
+
+def test_interleaved_constrained_generators(tiny_models):
+    """Two streaming generators on one Model share the cached automaton (and the KV cache): each
+    still yields exactly its own valid document, the one it gives alone."""
+    m = tiny_models["bpe"]
+    kw = dict(max_new_tokens=900, temperature=1.0, json_schema=NESTED, stream=True)
+    alone = ["".join(m.generate("{", seed=s, **kw)) for s in (11, 12)]
+    a, b = m.generate("{", seed=11, **kw), m.generate("{", seed=12, **kw)
+    out = [[], []]
+    live = [a, b]
+    while any(g is not None for g in live):
+        for i, g in enumerate(live):
+            if g is not None:
+                piece = next(g, None)
+                if piece is None:
+                    live[i] = None
+                else:
+                    out[i].append(piece)
+    assert ["".join(o) for o in out] == alone
+    for t in alone:
+        jsonschema.validate(json.loads(t), NESTED)
