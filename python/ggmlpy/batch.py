@@ -16,19 +16,18 @@ import time
 from collections import deque
 from typing import List, Optional, Sequence
 
-from .generate import GenerationStats, StopMatcher, Utf8Stream
+from .generate import GenerationStats, TokenStepper
 
 
 class _Sequence:
-    """One prompt's generation, stepped by the batch loop with the same rules as run_generation:
-    EOG / stop ids end it (unless ignore_eos), a stop string ends it and is never part of the text,
-    max_new_tokens and a full context cut it; the text never ends in half a UTF-8 character."""
+    """One prompt's generation in the batch: a TokenStepper (the same rules as run_generation)
+    plus what the scheduler needs (its index, the text so far, how many tokens its cache holds)."""
 
-    def __init__(self, index, ids, sampler, max_new, stop, ignore_eos, stop_ids, tokenizer, n_ctx):
-        self.index, self.sampler, self.max_new = index, sampler, max_new
-        self.ignore_eos, self.stop_ids, self.tok, self.n_ctx = ignore_eos, stop_ids, tokenizer, n_ctx
-        self.utf8, self.matcher = Utf8Stream(), StopMatcher(stop)
-        self.stats = GenerationStats(seed=sampler.seed, prompt_tokens=len(ids), finish_reason="interrupted")
+    def __init__(self, index, ids, sampler, max_new, stop, ignore_eos, stop_ids, tokenizer, n_ctx,
+                 constraint=None):
+        self.index, self.n_ctx = index, n_ctx
+        self.stats = GenerationStats(seed=sampler.seed, prompt_tokens=len(ids))
+        self.stepper = TokenStepper(tokenizer, sampler, max_new, stop, ignore_eos, self.stats, stop_ids, constraint)
         self.n_past = len(ids)       # tokens in this sequence's cache once the prompt is evaluated
         self.pieces: List[str] = []
         self.prompt_done = False     # its prompt has been through a pass
@@ -38,39 +37,13 @@ class _Sequence:
     def step(self, logits) -> Optional[int]:
         """Samples from the logits after the last evaluated token. Returns the token to evaluate
         next, or None when the sequence has finished."""
-        st = self.stats
-        if self.max_new is not None and st.generated_tokens >= self.max_new:
-            return self._finish("length")
-        tid = self.sampler.sample(logits)
-        if not self.ignore_eos and (self.tok.is_eog(tid) or tid in self.stop_ids):
-            return self._finish("stop")
-        self.sampler.accept(tid)
-        st.token_ids.append(tid)
-        st.generated_tokens += 1
-        text, stopped = self.matcher.feed(self.utf8.feed(self.tok.token_to_piece(tid)))
-        if text:
-            self.pieces.append(text)
-        if stopped:
-            return self._finish("stop")
-        if self.max_new is not None and st.generated_tokens >= self.max_new:
-            return self._finish("length")
-        if self.n_past >= self.n_ctx:
-            return self._finish("length")   # context full: nothing more can be evaluated
+        tid, pieces = self.stepper.step(logits, self.n_past, self.n_ctx)
+        self.pieces += pieces
+        if tid is None:
+            self.stats.generation_time = time.perf_counter() - self.t_start - self.stats.prompt_time
+            return None
         self.n_past += 1
         return tid
-
-    def _finish(self, reason: str) -> None:
-        st = self.stats
-        st.finish_reason = reason
-        if self.matcher.stopped_on is None:
-            text, stopped = self.matcher.feed(self.utf8.flush(cut=reason != "stop"))
-            text += "" if stopped else self.matcher.flush()
-            if stopped:
-                st.finish_reason = "stop"
-            if text:
-                self.pieces.append(text)
-        st.generation_time = time.perf_counter() - self.t_start - st.prompt_time
-        return None
 
     @property
     def text(self) -> str:
@@ -130,10 +103,10 @@ class _Slots:
 
 
 def generate_batch(model, prompts: Sequence[List[int]], samplers, max_new: Optional[int], stop,
-                   ignore_eos: bool, stop_ids: Sequence[int]) -> List[str]:
+                   ignore_eos: bool, stop_ids: Sequence[int], constraints=None) -> List[str]:
     """Texts for prompts (token id lists), in order; model.last_stats becomes the list of their
-    GenerationStats. Holds the Model's lock for the whole call."""
-    stop_ids = frozenset(stop_ids)
+    GenerationStats. constraints: a grammar constraint (or None) per prompt. Holds the Model's
+    lock for the whole call."""
     results: List[Optional[_Sequence]] = [None] * len(prompts)
     with model._use() as core:
         # the batch uses sequence 0 too: what the prefix cache knew of it is void
@@ -144,7 +117,7 @@ def generate_batch(model, prompts: Sequence[List[int]], samplers, max_new: Optio
             while pending and slots.free:
                 i = pending.popleft()
                 seq = _Sequence(i, prompts[i], samplers[i], max_new, stop, ignore_eos, stop_ids,
-                                core.tokenizer, core.n_ctx)
+                                core.tokenizer, core.n_ctx, constraints[i] if constraints else None)
                 slots.admit(core, seq, prompts[i])
             for seq in slots.step(core):
                 results[seq.index] = seq
@@ -220,10 +193,11 @@ class BatchEngine:
             return len(self._requests) - len(self._pending), len(self._pending)
 
     def submit(self, ids, sampler, max_new: Optional[int] = None, stop=None, ignore_eos: bool = False,
-               stop_ids=()) -> BatchRequest:
-        """Queues prompt ids (checked by the caller: non-empty, within n_ctx) for generation."""
+               stop_ids=(), constraint=None) -> BatchRequest:
+        """Queues prompt ids (checked by the caller: non-empty, within n_ctx) for generation;
+        constraint: a grammar.GrammarConstraint or None."""
         m = self.model._m
-        seq = _Sequence(0, ids, sampler, max_new, stop, ignore_eos, frozenset(stop_ids), m.tokenizer, m.n_ctx)
+        seq = _Sequence(0, ids, sampler, max_new, stop, ignore_eos, stop_ids, m.tokenizer, m.n_ctx, constraint)
         req = BatchRequest(seq, ids)
         with self._cv:
             if self._closed:

@@ -98,27 +98,76 @@ class GenerationStats:
         return self.generated_tokens / self.generation_time if self.generation_time > 0 else float("nan")
 
 
+class TokenStepper:
+    """One generation's rules from logits to text, shared by run_generation (one sequence) and the
+    batch scheduler (batch.py, many): sample (through the grammar constraint if any), end at
+    EOS/EOG or a stop id (unless ignore_eos; always under a constraint), at a stop string (never
+    emitted), when the constraint is done, after max_new tokens or when the context is full; the
+    text never ends in half a character unless the model ended it there. Fills `stats`."""
+
+    def __init__(self, tokenizer, sampler, max_new: Optional[int], stop, ignore_eos: bool,
+                 stats: GenerationStats, stop_ids: Sequence[int] = (), constraint=None) -> None:
+        self.tok, self.sampler, self.max_new, self.stats = tokenizer, sampler, max_new, stats
+        self.ignore_eos, self.stop_ids, self.constraint = ignore_eos, frozenset(stop_ids), constraint
+        self.utf8, self.matcher = Utf8Stream(), StopMatcher(stop)
+        stats.finish_reason = "interrupted"    # until a rule below ends it
+
+    def step(self, logits, n_past: int, n_ctx: int):
+        """Samples after the last evaluated token (n_past tokens in the cache). Returns (the token
+        to evaluate next, or None when the generation has ended; the text pieces to emit)."""
+        st, c = self.stats, self.constraint
+        if self.max_new is not None and st.generated_tokens >= self.max_new:
+            return None, self._end("length")
+        if c is not None:
+            logits = c.mask(logits)
+        tid = self.sampler.sample(logits)
+        if (not self.ignore_eos or c is not None) and (self.tok.is_eog(tid) or tid in self.stop_ids):
+            return None, self._end("stop")
+        if c is not None:
+            c.accept(tid)
+        self.sampler.accept(tid)
+        st.token_ids.append(tid)
+        st.generated_tokens += 1
+        text, stopped = self.matcher.feed(self.utf8.feed(self.tok.token_to_piece(tid)))
+        pieces = [text] if text else []
+        if stopped or (c is not None and c.done):
+            return None, pieces + self._end("stop")
+        if self.max_new is not None and st.generated_tokens >= self.max_new:
+            return None, pieces + self._end("length")
+        if n_past >= n_ctx:
+            return None, pieces + self._end("length")   # context full: nothing more can be evaluated
+        return tid, pieces
+
+    def _end(self, reason: str) -> List[str]:
+        self.stats.finish_reason = reason
+        if self.matcher.stopped_on is not None:
+            return []
+        # cut by a limit: drop half a character; ended by EOS: show it broken
+        text, stopped = self.matcher.feed(self.utf8.flush(cut=reason != "stop"))
+        text += "" if stopped else self.matcher.flush()
+        if stopped:
+            self.stats.finish_reason = "stop"
+        return [text] if text else []
+
+
 def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_tokens: Optional[int],
                    stop: Optional[Sequence[str]], ignore_eos: bool, stats: GenerationStats,
                    stop_ids: Sequence[int] = (), constraint=None) -> Iterator[str]:
     """Evaluates prompt_ids, then samples up to max_new_tokens (None: until EOS or the context is
-    full), yielding text pieces. Fills `stats` as it goes (also when the caller stops iterating
-    early or Ctrl-C interrupts between tokens). A core with `prefill(ids) -> (logits, n_cached)`
-    keeps the part of the KV cache that already holds a prefix of prompt_ids and evaluates only
-    the rest (multi-turn chat); other cores start from an empty context. stop_ids end the
-    generation as EOS does (a template's end-of-turn token the vocabulary does not mark EOG);
-    they are not part of the text.
+    full), yielding text pieces (the rules: TokenStepper). Fills `stats` as it goes (also when the
+    caller stops iterating early or Ctrl-C interrupts between tokens: "interrupted"). A core with
+    `prefill(ids) -> (logits, n_cached)` keeps the part of the KV cache that already holds a prefix
+    of prompt_ids and evaluates only the rest (multi-turn chat); other cores start from an empty
+    context. stop_ids end the generation as EOS does (a template's end-of-turn token the
+    vocabulary does not mark EOG); they are not part of the text.
 
     constraint (grammar.GrammarConstraint or None): masks the logits before each draw and accepts
     each drawn token; EOS/EOG can only be drawn where its grammar is complete and then always ends
     the text (ignore_eos does not apply), and generation stops ("stop") as soon as the grammar is
     complete and nothing may follow. A limit reached before that is "length" and the text is cut."""
-    utf8 = Utf8Stream()
-    matcher = StopMatcher(stop)
+    stepper = TokenStepper(tokenizer, sampler, max_new_tokens, stop, ignore_eos, stats, stop_ids, constraint)
     n_ctx = core.n_ctx
-    stop_ids = frozenset(stop_ids)
     stats.prompt_tokens = len(prompt_ids)
-    stats.finish_reason = "interrupted"
     t0 = time.perf_counter()
     if hasattr(core, "prefill"):
         logits, stats.cached_tokens = core.prefill(list(prompt_ids))
@@ -129,41 +178,13 @@ def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_
     stats.prompt_time = t1 - t0
     sampler.accept_many(list(prompt_ids))   # penalties see the prompt too, as in llama.cpp / HF
     try:
-        while max_new_tokens is None or stats.generated_tokens < max_new_tokens:
-            if constraint is not None:
-                logits = constraint.mask(logits)
-            tid = sampler.sample(logits)
-            if (not ignore_eos or constraint is not None) and (tokenizer.is_eog(tid) or tid in stop_ids):
-                stats.finish_reason = "stop"
-                break
-            if constraint is not None:
-                constraint.accept(tid)
-            sampler.accept(tid)
-            stats.token_ids.append(tid)
-            stats.generated_tokens += 1
-            text, stopped = matcher.feed(utf8.feed(tokenizer.token_to_piece(tid)))
-            if text:
+        while True:
+            tid, pieces = stepper.step(logits, core.n_past, n_ctx)
+            for text in pieces:
                 stats.generation_time = time.perf_counter() - t1
                 yield text
-            if stopped or (constraint is not None and constraint.done):
-                stats.finish_reason = "stop"
-                break
-            if max_new_tokens is not None and stats.generated_tokens >= max_new_tokens:
-                stats.finish_reason = "length"
-                break
-            if core.n_past >= n_ctx:
-                stats.finish_reason = "length"   # context full: nothing more can be evaluated
+            if tid is None:
                 break
             logits = core.eval([tid], False)
-        else:
-            stats.finish_reason = "length"
-        if matcher.stopped_on is None:
-            # cut by the limit (or Ctrl-C): drop half a character; ended by EOS: show it broken
-            text, stopped = matcher.feed(utf8.flush(cut=stats.finish_reason != "stop"))
-            text += "" if stopped else matcher.flush()
-            if stopped:
-                stats.finish_reason = "stop"
-            if text:
-                yield text
     finally:
         stats.generation_time = time.perf_counter() - t1

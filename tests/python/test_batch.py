@@ -229,3 +229,16 @@ def test_engine_cancel_and_close(smollm2_path, smol_solo):
     with ggmlpy.Model(smollm2_path, n_ctx=64, n_threads=2) as m1:
         with pytest.raises(ValueError, match="n_seq_max >= 2"):
             BatchEngine(m1)
+
+
+def test_generate_list_with_a_json_schema(smol_solo, smol8):
+    import json
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                               "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+              "required": ["name", "age"], "additionalProperties": False}
+    prompts = [f"A person as JSON ({p}):" for p in ("a pilot", "a child", "a poet")]
+    ref = [smol_solo.generate(p, max_new_tokens=40, temperature=0, json_schema=schema) for p in prompts]
+    out = smol8.generate(prompts, max_new_tokens=40, temperature=0, json_schema=schema)
+    assert out == ref
+    for text, st in zip(out, smol8.last_stats):
+        assert st.finish_reason == "stop" and set(json.loads(text)) == {"name", "age"}
