@@ -300,7 +300,7 @@ def _finish(stats):
 def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, top_p=0.95, top_k=40,
                            min_p=0.05, stop=None, seed=None, stream=False, repeat_penalty=1.0,
                            frequency_penalty=0.0, presence_penalty=0.0, chat_template=None,
-                           response_format=None, grammar=None):
+                           response_format=None, grammar=None, tools=None):
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
     max_tokens = _max_tokens(max_tokens)
@@ -308,7 +308,7 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
     constrained = _constraint_kwargs(response_format, grammar)
     template = model_template(model, chat_template)
     bos, eos = special_tokens(model)
-    text = render(template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
+    text = render(template, messages, add_generation_prompt=True, tools=tools, bos_token=bos, eos_token=eos)
     ids = prompt_ids(model, text)
     sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
     sampling.update(constrained)

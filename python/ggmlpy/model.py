@@ -528,17 +528,19 @@ class Model:
                                seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
                                frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
                                chat_template: Optional[str] = None, response_format=None,
-                               grammar: Optional[str] = None):
+                               grammar: Optional[str] = None, tools=None):
         """An OpenAI `chat.completion` dict, or with stream=True an iterator of
         `chat.completion.chunk` dicts (the last one has finish_reason and usage).
         response_format {"type": "json_object"} or {"type": "json_schema", "json_schema":
-        {"name": ..., "schema": {...}}} (or grammar=GBNF text) constrains the reply."""
+        {"name": ..., "schema": {...}}} (or grammar=GBNF text) constrains the reply. tools (OpenAI
+        tool definitions) go to the chat template, as HF's apply_chat_template passes them; the
+        reply is returned as text (no tool-call parsing)."""
         from . import chat
         return chat.create_chat_completion(
             self, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, chat_template=chat_template,
-            response_format=response_format, grammar=grammar)
+            response_format=response_format, grammar=grammar, tools=tools)
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, temperature: float = 0.8,
                           top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,

@@ -255,3 +255,13 @@ def test_fallback_template_warns(tmp_path):
         with pytest.warns(UserWarning):
             r = m.create_chat_completion(NO_SYSTEM, max_tokens=3, temperature=0)
         assert r["usage"]["completion_tokens"] <= 3
+
+
+def test_tools_reach_the_template(smol, data_dir):
+    # create_chat_completion(tools=...) renders the prompt apply_chat_template(tools=...) gives
+    template = (data_dir / "chat_templates" / "tools_json.jinja").read_text(encoding="utf-8")
+    ids = chatmod.prompt_ids(smol, smol.apply_chat_template(NO_SYSTEM, chat_template=template, tools=TOOLS))
+    without = chatmod.prompt_ids(smol, smol.apply_chat_template(NO_SYSTEM, chat_template=template))
+    assert len(ids) > len(without)
+    r = smol.create_chat_completion(NO_SYSTEM, chat_template=template, tools=TOOLS, max_tokens=2, temperature=0)
+    assert r["usage"]["prompt_tokens"] == len(ids)
