@@ -1,0 +1,321 @@
+"""`ggmlpy serve` through the official OpenAI client and raw HTTP: results equal the library's
+(greedy), streams equal plain replies, concurrent clients get their own complete replies, bad
+input gets the OpenAI error shape and status, a full queue answers 503, a client that leaves stops
+its generation, and /metrics counts it all."""
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from server_proc import run_server
+
+CHAT = [{"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "What is the capital of France?"}]
+GREEDY = dict(temperature=0, max_tokens=20)
+
+
+@pytest.fixture(scope="module")
+def server(smollm2_path):
+    with run_server(smollm2_path) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def model(smollm2_path):
+    from ggmlpy import Model
+    with Model(str(smollm2_path), n_ctx=1024, n_threads=1) as m:
+        yield m
+
+
+def _post(server, path, body=None, content=None, headers=None):
+    return httpx.post(server.base_url + path, json=body, content=content, headers=headers, timeout=120)
+
+
+def _error(r, status, code=None, param=None):
+    """r is an OpenAI-shaped error with this status (and code / param when given)."""
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"], err
+    if code is not None:
+        assert err["code"] == code, err
+    if param is not None:
+        assert err["param"] == param, err
+    return err
+
+
+# ---- the API through the openai client --------------------------------------------------------
+
+def test_models_list(client, server, smollm2_path):
+    models = client.models.list().data
+    assert [m.id for m in models] == [smollm2_path.name]
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+def test_chat_completion_equals_library_and_stream(client, model):
+    want = model.create_chat_completion(CHAT, **GREEDY)["choices"][0]["message"]["content"]
+    r = client.chat.completions.create(model=model.model_path.split("/")[-1], messages=CHAT, **GREEDY)
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content == want and want.strip()
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens > 0 and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+    chunks = list(client.chat.completions.create(model=r.model, messages=CHAT, stream=True,
+                                                 stream_options={"include_usage": True}, **GREEDY))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == want
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == r.choices[0].finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])     # usage only in the extra last chunk
+
+
+def test_completion_equals_library_and_stream(client, model):
+    prompt = "The three primary colors are"
+    want = model.create_completion(prompt, max_tokens=12, temperature=0)["choices"][0]["text"]
+    r = client.completions.create(model=r_model(client), prompt=prompt, max_tokens=12, temperature=0)
+    assert r.object == "text_completion" and r.choices[0].text == want and want.strip()
+    assert r.usage.prompt_tokens == len(model.tokenize(prompt))
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model=r.model, prompt=prompt, max_tokens=12, temperature=0, stream=True))
+    assert streamed == want
+    # token ids as the prompt give the same text
+    ids = model.tokenize(prompt)
+    assert client.completions.create(model=r.model, prompt=ids, max_tokens=12, temperature=0).choices[0].text == want
+
+
+def r_model(client):
+    return client.models.list().data[0].id
+
+
+def test_embeddings(client, server, model):
+    texts = ["The cat sat on the mat.", "Paris is the capital of France."]
+    want = model.embed(texts, pooling="mean", normalize=True)
+    r = client.embeddings.create(model=r_model(client), input=texts)   # the client asks for base64
+    got = np.array([d.embedding for d in r.data], dtype=np.float32)
+    assert got.shape == want.shape == (2, want.shape[1])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-4)
+    assert r.usage.prompt_tokens == sum(len(model.tokenize(t)) for t in texts)
+    plain = _post(server, "/embeddings", {"input": texts[0], "encoding_format": "float"}).json()
+    np.testing.assert_allclose(plain["data"][0]["embedding"], want[0], rtol=1e-5, atol=1e-6)
+    _error(_post(server, "/embeddings", {"input": []}), 400, "invalid_type", "input")
+    _error(_post(server, "/embeddings", {"input": "x", "encoding_format": "int8"}), 400, param="encoding_format")
+
+
+# ---- concurrency ------------------------------------------------------------------------------
+
+def test_concurrent_streaming_clients(client):
+    prompts = [f"Write one short sentence about the number {i}." for i in range(8)]
+    name = r_model(client)
+
+    def ask(p, stream):
+        kw = dict(model=name, messages=[{"role": "user", "content": p}], temperature=0, max_tokens=16)
+        if not stream:
+            return client.chat.completions.create(**kw).choices[0].message.content
+        return "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw)
+                       if c.choices)
+
+    alone = [ask(p, False) for p in prompts]
+    got, errors = [None] * 8, []
+
+    def worker(i):
+        try:
+            got[i] = ask(prompts[i], True)
+        except Exception as e:        # reported below with the index
+            errors.append((i, repr(e)))
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert got == alone and all(s.strip() for s in alone)
+
+
+def test_queue_full_answers_503(smollm2_path):
+    with run_server(smollm2_path, "--queue-size", "1") as s:
+        body = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 200, "temperature": 0, "stream": True}
+        with httpx.Client(timeout=120) as http, http.stream("POST", s.base_url + "/completions", json=body) as long:
+            assert long.status_code == 200
+            lines = long.iter_lines()
+            next(line for line in lines if line.startswith("data: "))        # generating now
+            results = [None] * 4
+
+            def short(i):
+                results[i] = _post(s, "/completions", {"prompt": "Hi", "max_tokens": 2, "temperature": 0})
+            threads = [threading.Thread(target=short, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            rest = [line for line in lines if line.startswith("data: ")]
+            assert rest[-1] == "data: [DONE]"
+        statuses = sorted(r.status_code for r in results)
+        # one waits in the queue (size 1) and is served; the others are refused at once
+        assert statuses == [200, 503, 503, 503], [r.text for r in results]
+        for r in results:
+            if r.status_code == 503:
+                _error(r, 503, "server_overloaded")
+                assert r.headers["retry-after"] == "1"
+        m = s.metrics()
+        assert m[("ggmlpy_requests_rejected_total", ())] == 3
+        assert m[("ggmlpy_requests_total", (("route", "/v1/completions"), ("status", "503")))] == 3
+        assert m[("ggmlpy_requests_total", (("route", "/v1/completions"), ("status", "200")))] == 2
+
+
+def test_client_disconnect_stops_generation(server):
+    before = server.metrics()
+    body = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 600, "temperature": 0, "stream": True}
+    t0 = time.monotonic()
+    with httpx.Client(timeout=120) as http, http.stream("POST", server.base_url + "/completions", json=body) as r:
+        got = 0
+        for line in r.iter_lines():
+            got += line.startswith("data: ")
+            if got == 5:
+                break          # leave mid-stream: the with blocks close the connection
+    # the next request is served at once: the slot was freed, not held for 600 tokens
+    r = _post(server, "/completions", {"prompt": "Hello", "max_tokens": 4, "temperature": 0})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
+    deadline = time.monotonic() + 10
+    while server.metrics()[("ggmlpy_generations_cancelled_total", ())] == before[("ggmlpy_generations_cancelled_total", ())]:
+        assert time.monotonic() < deadline, "the cancelled generation was not counted"
+        time.sleep(0.1)
+    after = server.metrics()
+    generated = after[("ggmlpy_completion_tokens_total", ())] - before[("ggmlpy_completion_tokens_total", ())]
+    assert 4 < generated < 4 + 100, generated     # stopped soon after the client left, far from 600
+    assert after[("ggmlpy_requests_in_flight", ())] == 0
+    assert time.monotonic() - t0 < 60
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+BAD = [  # (path, body or raw bytes, status, code, param)
+    ("/chat/completions", b"{not json", 400, "invalid_json", None),
+    ("/chat/completions", b"[1, 2]", 400, "invalid_json", None),
+    ("/chat/completions", {"messages": "hi"}, 400, "invalid_type", "messages"),
+    ("/chat/completions", {}, 400, "missing_required_parameter", "messages"),
+    ("/chat/completions", {"messages": [{"role": "user"}]}, 400, "invalid_value", "messages"),
+    ("/chat/completions", {"messages": CHAT, "temperature": "hot"}, 400, "invalid_type", "temperature"),
+    ("/chat/completions", {"messages": CHAT, "temperature": 5}, 400, "invalid_value", "temperature"),
+    ("/chat/completions", {"messages": CHAT, "top_p": 0}, 400, "invalid_value", "top_p"),
+    ("/chat/completions", {"messages": CHAT, "max_tokens": -1}, 400, "invalid_value", "max_tokens"),
+    ("/chat/completions", {"messages": CHAT, "max_tokens": 1.5}, 400, "invalid_type", "max_tokens"),
+    ("/chat/completions", {"messages": CHAT, "stream": "yes"}, 400, "invalid_type", "stream"),
+    ("/chat/completions", {"messages": CHAT, "stop": 3}, 400, "invalid_type", "stop"),
+    ("/chat/completions", {"messages": CHAT, "n": 2}, 400, "unsupported", "n"),
+    ("/chat/completions", {"messages": CHAT, "stream": True, "seed": "x"}, 400, "invalid_type", "seed"),
+    ("/chat/completions", {"messages": CHAT, "model": "gpt-4"}, 404, "model_not_found", "model"),
+    ("/chat/completions", {"messages": CHAT, "max_tokens": 2000}, 400, "context_length_exceeded", "messages"),
+    ("/chat/completions", {"messages": [{"role": "user", "content": "word " * 1100}]}, 400,
+     "context_length_exceeded", "messages"),
+    ("/completions", {"prompt": {"a": 1}}, 400, "invalid_type", "prompt"),
+    ("/completions", {"prompt": [1, 10**9]}, 400, "invalid_value", "prompt"),
+    ("/completions", {"prompt": "x", "frequency_penalty": 3}, 400, "invalid_value", "frequency_penalty"),
+    ("/completions", {"prompt": "x", "stream_options": {"include_usage": True}}, 400, None, "stream_options"),
+    ("/embeddings", {"input": 5}, 400, "invalid_type", "input"),
+    ("/nope", {}, 404, "not_found", None),
+]
+
+
+@pytest.mark.parametrize("path,body,status,code,param", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_requests(server, path, body, status, code, param):
+    if isinstance(body, bytes):
+        r = _post(server, path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = _post(server, path, body)
+    _error(r, status, code, param)
+
+
+def test_errors_through_openai_client(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=r_model(client), messages=CHAT, temperature=-1)
+    assert e.value.status_code == 400 and e.value.param == "temperature"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="no-such-model", messages=CHAT)
+    assert e.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=r_model(client), prompt="x " * 2000, max_tokens=1)
+    assert e.value.code == "context_length_exceeded"
+
+
+def test_wrong_method_and_health_still_ok(server):
+    _error(httpx.get(server.base_url + "/chat/completions"), 405, "method_not_allowed")
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_api_key_and_body_limit(smollm2_path):
+    with run_server(smollm2_path, "--max-body-size", "4096", env={"GGMLPY_API_KEY": "s3cret"}) as s:
+        body = {"prompt": "Hi", "max_tokens": 2}
+        _error(_post(s, "/completions", body), 401, "invalid_api_key")
+        _error(_post(s, "/completions", body, headers={"Authorization": "Bearer nope"}), 401, "invalid_api_key")
+        _error(httpx.get(s.base_url + "/models"), 401, "invalid_api_key")
+        ok = {"Authorization": "Bearer s3cret"}
+        assert _post(s, "/completions", body, headers=ok).status_code == 200
+        assert httpx.get(s.url + "/health").status_code == 200 and httpx.get(s.url + "/metrics").status_code == 200
+        _error(_post(s, "/completions", {"prompt": "x" * 5000}, headers=ok), 413, "request_too_large")
+        # a chunked body (no Content-Length) is cut off at the limit too
+        _error(_post(s, "/completions", content=iter([b'{"prompt": "', b"x" * 5000, b'"}']), headers=ok),
+               413, "request_too_large")
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=s.base_url, api_key="wrong", max_retries=0).models.list()
+        good = openai.OpenAI(base_url=s.base_url, api_key="s3cret", max_retries=0)
+        assert good.models.list().data[0].id == smollm2_path.name
+        assert "Traceback" not in s.log()
+
+
+def test_cors_off_by_default_and_on_when_asked(server, smollm2_path):
+    r = httpx.get(server.base_url + "/models", headers={"Origin": "http://example.test"})
+    assert "access-control-allow-origin" not in r.headers
+    with run_server(smollm2_path, "--cors-origin", "http://example.test") as s:
+        r = httpx.options(s.base_url + "/chat/completions", headers={
+            "Origin": "http://example.test", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://example.test"
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+def test_metrics_count_requests_and_tokens(server):
+    before = server.metrics()
+    r = _post(server, "/completions", {"prompt": "Hello there", "max_tokens": 5, "temperature": 0}).json()
+    _post(server, "/completions", {"prompt": 1})
+    after = server.metrics()
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+    assert delta("ggmlpy_requests_total", route="/v1/completions", status="200") == 1
+    assert delta("ggmlpy_requests_total", route="/v1/completions", status="400") == 1
+    assert delta("ggmlpy_prompt_tokens_total") == r["usage"]["prompt_tokens"]
+    assert delta("ggmlpy_completion_tokens_total") == r["usage"]["completion_tokens"] == 5
+    assert after[("ggmlpy_queue_depth", ())] == 0 and after[("ggmlpy_requests_in_flight", ())] == 0
+    assert after[("ggmlpy_tokens_per_second", ())] > 0
+    assert delta("ggmlpy_request_duration_seconds_count", route="/v1/completions") == 2
+
+
+def test_no_traceback_in_responses_or_log(server):
+    # every bad request above was answered without an internal error
+    assert "Traceback" not in server.log()
+    assert "ggmlpy_requests_total" in httpx.get(server.url + "/metrics").text
+    m = server.metrics()
+    assert not [k for k in m if k[0] == "ggmlpy_requests_total" and ("status", "500") in k[1]]
+
+
+def test_serve_cli_bad_arguments(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "ggmlpy", "serve", "--port", "70000"], capture_output=True, text=True)
+    assert r.returncode == 1 and "ggmlpy: error: argument --port" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ggmlpy", "serve", "-m", str(tmp_path / "missing.gguf")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "model file not found" in r.stderr
