@@ -173,28 +173,49 @@ def test_queue_full_answers_503(smollm2_path):
         assert m[("ggmlpy_requests_total", (("route", "/v1/completions"), ("status", "200")))] == 2
 
 
-def test_client_disconnect_stops_generation(server):
+def _wait_cancelled(server, before, timeout=10):
+    """The metrics once the server counted one more cancelled generation."""
+    key = ("ggmlpy_generations_cancelled_total", ())
+    deadline = time.monotonic() + timeout
+    while True:
+        after = server.metrics()
+        if after[key] == before[key] + 1:
+            return after
+        assert time.monotonic() < deadline, "the cancelled generation was not counted"
+        time.sleep(0.1)
+
+
+LONG = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 600, "temperature": 0}
+
+
+def test_client_disconnect_mid_stream_stops_generation(server):
     before = server.metrics()
-    body = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 600, "temperature": 0, "stream": True}
-    t0 = time.monotonic()
-    with httpx.Client(timeout=120) as http, http.stream("POST", server.base_url + "/completions", json=body) as r:
+    with httpx.Client(timeout=120) as http, http.stream("POST", server.base_url + "/completions",
+                                                        json=dict(LONG, stream=True)) as r:
         got = 0
         for line in r.iter_lines():
             got += line.startswith("data: ")
             if got == 5:
                 break          # leave mid-stream: the with blocks close the connection
     # the next request is served at once: the slot was freed, not held for 600 tokens
+    t0 = time.monotonic()
     r = _post(server, "/completions", {"prompt": "Hello", "max_tokens": 4, "temperature": 0})
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
-    deadline = time.monotonic() + 10
-    while server.metrics()[("ggmlpy_generations_cancelled_total", ())] == before[("ggmlpy_generations_cancelled_total", ())]:
-        assert time.monotonic() < deadline, "the cancelled generation was not counted"
-        time.sleep(0.1)
-    after = server.metrics()
+    assert time.monotonic() - t0 < 30
+    after = _wait_cancelled(server, before)
     generated = after[("ggmlpy_completion_tokens_total", ())] - before[("ggmlpy_completion_tokens_total", ())]
     assert 4 < generated < 4 + 100, generated     # stopped soon after the client left, far from 600
     assert after[("ggmlpy_requests_in_flight", ())] == 0
-    assert time.monotonic() - t0 < 60
+
+
+def test_client_disconnect_without_stream_stops_generation(server):
+    before = server.metrics()
+    with pytest.raises(httpx.ReadTimeout):        # the client gives up after 1 s and closes
+        httpx.post(server.base_url + "/completions", json=LONG, timeout=httpx.Timeout(120, read=1.0))
+    after = _wait_cancelled(server, before)
+    generated = after[("ggmlpy_completion_tokens_total", ())] - before[("ggmlpy_completion_tokens_total", ())]
+    assert 0 < generated < 600, generated
+    assert httpx.get(server.url + "/health").json()["generating"] == 0
 
 
 # ---- errors ----------------------------------------------------------------------------------

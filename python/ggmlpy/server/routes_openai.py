@@ -6,7 +6,7 @@ import contextlib
 import inspect
 
 import numpy as np
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import chat as chatlib
@@ -104,6 +104,8 @@ async def _generate(request, f: Fields, engine, stream: bool, include_usage: boo
         chunks = [c async for c in engine.iterate(it, n_prompt, request.is_disconnected)]
     finally:
         await stack.aclose()
+    if await request.is_disconnected():     # cut short: nobody reads the answer (nginx's 499)
+        return Response(status_code=499)
     return JSONResponse(assemble(chunks))
 
 
