@@ -142,6 +142,35 @@ def test_concurrent_streaming_clients(client):
     assert got == alone and all(s.strip() for s in alone)
 
 
+def test_content_parts_are_joined(server):
+    parts = [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}]
+    as_parts = _post(server, "/chat/completions", {"messages": [CHAT[0], {"role": "user", "content": parts}],
+                                                   "temperature": 0, "max_tokens": 12}).json()
+    as_text = _post(server, "/chat/completions", {"messages": CHAT, "temperature": 0, "max_tokens": 12}).json()
+    assert as_parts["choices"][0]["message"] == as_text["choices"][0]["message"]
+
+
+def test_parallel_slots_interleave_without_mixing(smollm2_path):
+    # --parallel 2: two generations advance token by token on the one Model; each must still
+    # give exactly its text alone (the Model restores each one's cache at every switch)
+    with run_server(smollm2_path, "--parallel", "2") as s:
+        prompts = ["The sky is", "My favourite food is", "In 1969, astronauts"]
+
+        def ask(p):
+            body = {"prompt": p, "max_tokens": 12, "temperature": 0, "stream": True}
+            with httpx.stream("POST", s.base_url + "/completions", json=body, timeout=120) as r:
+                return "".join(json.loads(line[6:])["choices"][0]["text"] for line in r.iter_lines()
+                               if line.startswith("data: {"))
+        alone = [ask(p) for p in prompts]
+        got = [None] * 3
+        threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, ask(prompts[i]))) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert got == alone and all(alone)
+
+
 def test_queue_full_answers_503(smollm2_path):
     with run_server(smollm2_path, "--queue-size", "1") as s:
         body = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 200, "temperature": 0, "stream": True}
@@ -243,6 +272,12 @@ BAD = [  # (path, body or raw bytes, status, code, param)
     ("/completions", {"prompt": [1, 10**9]}, 400, "invalid_value", "prompt"),
     ("/completions", {"prompt": "x", "frequency_penalty": 3}, 400, "invalid_value", "frequency_penalty"),
     ("/completions", {"prompt": "x", "stream_options": {"include_usage": True}}, 400, None, "stream_options"),
+    ("/chat/completions", b"[" * 100000 + b"]" * 100000, 400, "invalid_json", None),
+    ("/chat/completions", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, 400, "unsupported", "messages"),
+    ("/chat/completions", {"messages": CHAT, "top_k": 2**40}, 400, "invalid_value", "top_k"),
+    ("/chat/completions", {"messages": CHAT, "response_format": {"type": "xml"}}, 400, None, "response_format"),
+    ("/completions", {"prompt": ["a", "b"]}, 400, "unsupported", "prompt"),
     ("/embeddings", {"input": 5}, 400, "invalid_type", "input"),
     ("/nope", {}, 404, "not_found", None),
 ]

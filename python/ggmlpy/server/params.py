@@ -26,6 +26,8 @@ async def read_json(request, max_bytes: int) -> Dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise APIError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, f"the request body must be a JSON object, got {type(body).__name__}",
                        code="invalid_json")
@@ -112,7 +114,7 @@ def sampling(f: Fields) -> Dict[str, Any]:
     out = dict(
         temperature=f.number("temperature", 0.8, 0, 2),
         top_p=f.number("top_p", 0.95, 0, 1, lo_open=True),
-        top_k=f.integer("top_k", 40, 0),
+        top_k=f.integer("top_k", 40, 0, 2**31 - 1),
         min_p=f.number("min_p", 0.05, 0, 1),
         repeat_penalty=f.number("repeat_penalty", 1.0, 0, math.inf, lo_open=True),
         frequency_penalty=f.number("frequency_penalty", 0.0, -2, 2),

@@ -99,7 +99,7 @@ async def _generate(request, f: Fields, engine, stream: bool, include_usage: boo
         await stack.aclose()
         raise
     if stream:
-        return SSEResponse(events(_stream_chunks(engine, it, n_prompt, include_usage), stack.aclose))
+        return SSEResponse(events(_stream_chunks(engine, it, n_prompt, include_usage)), cleanup=stack.aclose)
     try:
         chunks = [c async for c in engine.iterate(it, n_prompt, request.is_disconnected)]
     finally:

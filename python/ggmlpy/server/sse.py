@@ -18,13 +18,15 @@ DONE = "data: [DONE]\n\n"
 
 
 class SSEResponse(StreamingResponse):
-    """A StreamingResponse that always closes its body generator when the response ends: when
-    the client leaves, Starlette stops iterating but leaves an async generator suspended, and
-    ours holds a generation slot and a model iterator until it is closed."""
+    """A StreamingResponse that always closes its body generator, then runs cleanup (which frees
+    the generation slot), when the response ends: when the client leaves, Starlette stops
+    iterating but leaves an async generator suspended, and if the first send already fails the
+    generator never starts, so its own finally would never run."""
 
-    def __init__(self, body, headers=None):
+    def __init__(self, body, cleanup):
         super().__init__(body, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._cleanup = cleanup
 
     async def stream_response(self, send) -> None:
         try:
@@ -32,12 +34,12 @@ class SSEResponse(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
+                await self._cleanup()
 
 
-async def events(chunks, cleanup):
+async def events(chunks):
     """SSE text for an async iterator of chunk dicts, ending with [DONE]; an error after the
-    stream started (the status is already sent) becomes one `data: {"error": ...}` event.
-    cleanup (an async callable) runs last, however the stream ends."""
+    stream started (the status is already sent) becomes one `data: {"error": ...}` event."""
     try:
         try:
             async for c in chunks:
@@ -54,4 +56,3 @@ async def events(chunks, cleanup):
     finally:
         with anyio.CancelScope(shield=True):
             await chunks.aclose()
-            await cleanup()
