@@ -54,6 +54,9 @@ public:
     // all_logits ? n * n_vocab floats (row i = after token i) : n_vocab floats for the last token.
     // Throws ContextFullError if n_past + n > n_ctx, ValueError for an id outside the vocabulary.
     virtual void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) = 0;
+    // As eval, but writes the final hidden states (after the output norm) of every token:
+    // n * n_embd floats, row i = token i. The tokens stay in the cache as with eval.
+    virtual void eval_embeddings(const int32_t* ids, int64_t n, float* out) = 0;
     virtual void reset() = 0;                      // empties the KV cache (n_past = 0)
     // Keeps the first n cached tokens (0 <= n <= n_past), dropping the rest: later tokens only
     // attend to positions < n_past, so the cache rows past n are simply overwritten.

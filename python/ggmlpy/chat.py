@@ -36,7 +36,7 @@ MAX_RENDERED_CHARS = 16 * 1024 * 1024
 MAX_RENDER_SECONDS = 10.0
 
 #: End-of-turn markers of common templates: when one is in the template, is a single token and
-#: that token is not an end-of-generation token, its text is added as a stop string.
+#: that token is not an end-of-generation token, that token also ends the reply.
 END_OF_TURN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
 
 
@@ -225,15 +225,16 @@ def prompt_ids(model, text: str) -> List[int]:
     return model.tokenize(text, add_bos=add_bos, special=True)
 
 
-def end_of_turn_stops(model, template: str) -> List[str]:
-    """End-of-turn texts in the template that are single tokens the model does not already stop on."""
+def end_of_turn_ids(model, template: str) -> List[int]:
+    """Token ids of the end-of-turn markers in the template that the model does not already stop
+    on (is_eog): a GGUF whose eos is </s> but whose template ends turns with <|im_end|>, say."""
     out = []
     tok = model.tokenizer
     for t in END_OF_TURN_TEXTS:
         if t in template:
             ids = model.tokenize(t, add_bos=False, special=True)
-            if len(ids) == 1 and not tok.is_eog(ids[0]):
-                out.append(t)
+            if len(ids) == 1 and not tok.is_eog(ids[0]) and ids[0] not in out:
+                out.append(ids[0])
     return out
 
 
@@ -257,11 +258,12 @@ def _max_tokens(value, default_none_ok=True):
     return value
 
 
-def _run(model, ids, max_tokens, stop, sampling):
+def _run(model, ids, max_tokens, stop, sampling, stop_ids=()):
     """(iterator of pieces, stats) for one generation, stats taken under the lock so another
     thread's call cannot swap it."""
     with model._lock:
-        it = model.generate(ids, max_new_tokens=max_tokens, stop=stop or None, stream=True, **sampling)
+        it = model.generate(ids, max_new_tokens=max_tokens, stop=stop or None, stream=True,
+                            stop_token_ids=list(stop_ids), **sampling)
         stats = model.last_stats
     return it, stats
 
@@ -292,10 +294,9 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
     bos, eos = special_tokens(model)
     text = render(template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
     ids = prompt_ids(model, text)
-    stops += [s for s in end_of_turn_stops(model, template) if s not in stops]
     sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
     cid, created, name = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
-    it, stats = _run(model, ids, max_tokens, stops, sampling)
+    it, stats = _run(model, ids, max_tokens, stops, sampling, end_of_turn_ids(model, template))
     if not stream:
         with model._lock:
             content = "".join(it)

@@ -79,6 +79,7 @@ class GenerationStats:
     """Timings of one generate() call (seconds) and why it ended: "stop" (EOS/EOG or a stop
     string), "length" (max_new_tokens or a full context) or "interrupted" (Ctrl-C)."""
     prompt_tokens: int = 0
+    cached_tokens: int = 0      # prompt tokens whose KV was already in the cache (not evaluated again)
     prompt_time: float = 0.0
     generated_tokens: int = 0
     generation_time: float = 0.0
@@ -88,7 +89,9 @@ class GenerationStats:
 
     @property
     def prompt_tps(self) -> float:
-        return self.prompt_tokens / self.prompt_time if self.prompt_time > 0 else float("nan")
+        """Evaluated prompt tokens per second (cached ones cost nothing and are not counted)."""
+        n = self.prompt_tokens - self.cached_tokens
+        return n / self.prompt_time if self.prompt_time > 0 else float("nan")
 
     @property
     def generation_tps(self) -> float:
@@ -96,25 +99,34 @@ class GenerationStats:
 
 
 def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_tokens: Optional[int],
-                   stop: Optional[Sequence[str]], ignore_eos: bool, stats: GenerationStats) -> Iterator[str]:
-    """Evaluates prompt_ids from an empty context, then samples up to max_new_tokens (None: until
-    EOS or the context is full), yielding text pieces. Fills `stats` as it goes (also when the
-    caller stops iterating early or Ctrl-C interrupts between tokens)."""
+                   stop: Optional[Sequence[str]], ignore_eos: bool, stats: GenerationStats,
+                   stop_ids: Sequence[int] = ()) -> Iterator[str]:
+    """Evaluates prompt_ids, then samples up to max_new_tokens (None: until EOS or the context is
+    full), yielding text pieces. Fills `stats` as it goes (also when the caller stops iterating
+    early or Ctrl-C interrupts between tokens). A core with `prefill(ids) -> (logits, n_cached)`
+    keeps the part of the KV cache that already holds a prefix of prompt_ids and evaluates only
+    the rest (multi-turn chat); other cores start from an empty context. stop_ids end the
+    generation as EOS does (a template's end-of-turn token the vocabulary does not mark EOG);
+    they are not part of the text."""
     utf8 = Utf8Stream()
     matcher = StopMatcher(stop)
     n_ctx = core.n_ctx
+    stop_ids = frozenset(stop_ids)
     stats.prompt_tokens = len(prompt_ids)
     stats.finish_reason = "interrupted"
-    core.reset()
     t0 = time.perf_counter()
-    logits = core.eval(list(prompt_ids), False)
+    if hasattr(core, "prefill"):
+        logits, stats.cached_tokens = core.prefill(list(prompt_ids))
+    else:
+        core.reset()
+        logits = core.eval(list(prompt_ids), False)
     t1 = time.perf_counter()
     stats.prompt_time = t1 - t0
     sampler.accept_many(list(prompt_ids))   # penalties see the prompt too, as in llama.cpp / HF
     try:
         while max_new_tokens is None or stats.generated_tokens < max_new_tokens:
             tid = sampler.sample(logits)
-            if not ignore_eos and tokenizer.is_eog(tid):
+            if not ignore_eos and (tokenizer.is_eog(tid) or tid in stop_ids):
                 stats.finish_reason = "stop"
                 break
             sampler.accept(tid)

@@ -168,6 +168,10 @@ class _Generation:
         self.n_past += len(ids)
         return out
 
+    def prefill(self, ids):
+        """Starts this generation with the prompt ids: (logits of the last one, tokens reused)."""
+        return self._model._prefill(self, tuple(ids))
+
 
 class Model:
     """A GGUF model on the CPU. `Model("model.gguf", n_ctx=2048, n_threads=8)`; `generate(...)`
@@ -362,6 +366,39 @@ class Model:
             gen.chunks.append(chunk)
             return out
 
+    def _eval_hidden(self, ids: List[int]) -> np.ndarray:
+        """Final hidden states (len(ids), n_embd) of ids from an empty context. The cache then
+        holds ids, exactly as an eval of them would leave it, and is recorded so."""
+        with self._use() as core:
+            core.reset()
+            self._cache_chunks, self._cache_owner = [], None
+            out = core.eval_embeddings(list(ids))
+            self._cache_chunks = [tuple(ids)]
+            return out
+
+    def _prefill(self, gen: _Generation, ids: Tuple[int, ...]):
+        """Makes gen's context the prompt ids, keeping the longest prefix of ids the cache already
+        holds (whole chunks, then part of the next one) and evaluating only the rest as one chunk.
+        At least the last token is evaluated: its logits start the sampling. Turn N of a chat
+        whose earlier turns are in the cache thus costs only its new tokens. Returns (logits,
+        number of tokens reused)."""
+        with self._use() as core:
+            kept: List[Tuple[int, ...]] = []
+            n_keep, limit = 0, len(ids) - 1
+            for c in self._cache_chunks:
+                same = 0
+                while same < len(c) and n_keep + same < limit and c[same] == ids[n_keep + same]:
+                    same += 1
+                if same:
+                    kept.append(c if same == len(c) else c[:same])
+                    n_keep += same
+                if same < len(c):
+                    break
+            core.truncate(n_keep)
+            self._cache_chunks, self._cache_owner = list(kept), gen
+            gen.chunks, gen.n_past = list(kept), n_keep
+            return gen.eval(ids[n_keep:]), n_keep
+
     # ---- generation ------------------------------------------------------------------------
     def generate(self, prompt: Union[str, Sequence[int]], max_new_tokens: Optional[int] = 128,
                  temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
@@ -369,13 +406,16 @@ class Model:
                  presence_penalty: float = 0.0, repeat_last_n: int = 64,
                  stop: Optional[Union[str, Sequence[str]]] = None, seed: Optional[int] = None,
                  stream: bool = False, ignore_eos: bool = False, add_bos: Optional[bool] = None,
+                 stop_token_ids: Optional[Sequence[int]] = None,
                  ) -> Union[str, Iterator[str]]:
-        """Generates from prompt (text, or token ids) after an empty context. Returns the new text
-        (without the prompt), or with stream=True an iterator of text pieces. temperature 0 is
-        greedy. Ends at EOS/EOG (unless ignore_eos), at a stop string (never included), after
+        """Generates from prompt (text, or token ids). Returns the new text (without the prompt),
+        or with stream=True an iterator of text pieces. temperature 0 is greedy. Ends at EOS/EOG or
+        one of stop_token_ids (unless ignore_eos), at a stop string (never included), after
         max_new_tokens (None or -1: until the context is full) or when the context is full.
-        Timings and the finish reason are in `last_stats` afterwards. The Model may be shared
-        between threads and generators (see the class docstring)."""
+        Timings and the finish reason are in `last_stats` afterwards. The part of the prompt the
+        KV cache already holds (the previous call's prompt and reply: a chat's earlier turns) is
+        not evaluated again (`last_stats.cached_tokens`). The Model may be shared between threads
+        and generators (see the class docstring)."""
         m = self._m
         if max_new_tokens is not None:
             max_new_tokens = _int("max_new_tokens", max_new_tokens, -1, 2**62,
@@ -395,6 +435,7 @@ class Model:
         repeat_last_n = _int("repeat_last_n", repeat_last_n, INT32_MAX * -1 - 1, INT32_MAX,
                              "an int >= -1 (-1: all, 0: off)")
         stream, ignore_eos = _bool("stream", stream), _bool("ignore_eos", ignore_eos)
+        stop_ids = _token_ids("stop_token_ids", stop_token_ids or [], m.n_vocab)
         floats = {k: _float(k, v) for k, v in dict(
             temperature=temperature, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty).items()}
@@ -415,13 +456,22 @@ class Model:
         stats = GenerationStats(seed=sampler.seed)
         self.last_stats = stats
         it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,
-                            ignore_eos, stats)
+                            ignore_eos, stats, stop_ids)
         if stream:
             return it          # takes the lock per token (in _eval_chunk)
         with self._lock:       # the whole call at once: other callers wait, none re-syncs
             return "".join(it)
 
     __call__ = generate
+
+    # ---- embeddings (python/ggmlpy/embeddings.py) ---------------------------------------------
+    def embed(self, texts: Union[str, Sequence[str]], pooling: str = "mean", normalize: bool = True,
+              add_bos: Optional[bool] = None) -> np.ndarray:
+        """Embeddings of texts from the final hidden states: float32 (n_embd,) for a str,
+        (len(texts), n_embd) for a list. pooling "mean" (default), "last" or "cls" (first token);
+        normalize scales to unit length."""
+        from . import embeddings
+        return embeddings.embed(self, texts, pooling=pooling, normalize=normalize, add_bos=add_bos)
 
     # ---- chat (python/ggmlpy/chat.py) -------------------------------------------------------
     def apply_chat_template(self, messages, add_generation_prompt: bool = True,

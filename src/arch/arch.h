@@ -114,7 +114,8 @@ struct BatchInput {
     Tensor* pos = nullptr;  // I32 [n_tokens], positions n_past .. n_past + n_tokens - 1
     int n_tokens = 0;
     int n_past = 0;
-    int n_outputs = 0;      // logits rows wanted: n_tokens (all), 1 (the last token) or 0 (none)
+    int n_outputs = 0;      // rows wanted: n_tokens (all), 1 (the last token) or 0 (none)
+    bool embeddings = false;  // rows are the final hidden states [n_embd] (after the output norm), not logits
 };
 
 class DecoderModel : public Model {
@@ -132,6 +133,7 @@ public:
     const std::map<std::string, std::string>& metadata() const override { return metadata_; }
     MemoryStats memory() const override;
     void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) override;
+    void eval_embeddings(const int32_t* ids, int64_t n, float* out) override;
     void reset() override { truncate(0); }
     void truncate(int n) override;
     void set_n_threads(int n) override;
@@ -155,8 +157,9 @@ protected:
     // Hooks, called by init() in this order.
     virtual void read_hparams(const GGUFFile& f, HParams& hp) = 0;
     virtual void bind_weights(WeightBinder& b, const HParams& hp, ModelWeights& w) = 0;
-    // Returns f32 logits [n_vocab, n_outputs] (the last n_outputs tokens), or nullptr when
-    // n_outputs is 0 (the graph then only has to fill the KV cache).
+    // Returns f32 logits [n_vocab, n_outputs] (the last n_outputs tokens), or with in.embeddings the
+    // normed final hidden states [n_embd, n_outputs]; nullptr when n_outputs is 0 (the graph then
+    // only has to fill the KV cache).
     virtual Tensor* build_graph(Context& ctx, Graph& g, const BatchInput& in) = 0;
 
 public:
@@ -166,6 +169,10 @@ public:
     // Bytes init() allocates for n_ctx_ (KV cache) and eval() at most for one chunk (compute
     // buffers, logits), checked against the memory budget before anything is allocated.
     uint64_t planned_bytes() const;
+
+private:
+    // eval and eval_embeddings: appends n tokens, writing `row` floats per output row to out.
+    void run_chunks(const int32_t* ids, int64_t n, bool all_rows, bool embeddings, float* out);
 
 protected:
     std::unique_ptr<GGUFFile> file_;

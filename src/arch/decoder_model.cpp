@@ -254,6 +254,14 @@ void DecoderModel::set_n_threads(int n) {
 }
 
 void DecoderModel::eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) {
+    run_chunks(ids, n, all_logits, false, logits);
+}
+
+void DecoderModel::eval_embeddings(const int32_t* ids, int64_t n, float* out) {
+    run_chunks(ids, n, true, true, out);
+}
+
+void DecoderModel::run_chunks(const int32_t* ids, int64_t n, bool all_rows, bool embeddings, float* out_rows) {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) throw ValueError("eval: the model is closed");
     if (n <= 0) throw ValueError("eval: no tokens given");
@@ -267,6 +275,7 @@ void DecoderModel::eval(const int32_t* ids, int64_t n, bool all_logits, float* l
                                " (reset() or load with a larger n_ctx)");
 
     const int n_batch = params_.n_batch;
+    const int64_t row = embeddings ? hp_.n_embd : hp_.n_vocab;  // floats per output row
     for (int64_t start = 0; start < n; start += n_batch) {
         const int nt = (int)std::min<int64_t>(n_batch, n - start);
         const bool last_chunk = start + nt == n;
@@ -275,23 +284,24 @@ void DecoderModel::eval(const int32_t* ids, int64_t n, bool all_logits, float* l
         BatchInput in;
         in.n_tokens = nt;
         in.n_past = n_past_;
-        // rows of logits wanted from this chunk: all, the last one, or none (prefill only)
-        in.n_outputs = all_logits ? nt : (last_chunk ? 1 : 0);
+        // rows wanted from this chunk: all, the last one, or none (prefill only)
+        in.n_outputs = all_rows ? nt : (last_chunk ? 1 : 0);
+        in.embeddings = embeddings;
         in.ids = graph_ctx_.new_tensor_external(DType::I32, {nt}, ids + start);
         pos_.resize((size_t)nt);
         for (int i = 0; i < nt; ++i) pos_[(size_t)i] = n_past_ + i;
         in.pos = graph_ctx_.new_tensor_external(DType::I32, {nt}, pos_.data());
 
-        Tensor* out = build_graph(graph_ctx_, g, in);  // [n_vocab, n_outputs] or nullptr
+        Tensor* out = build_graph(graph_ctx_, g, in);  // [row, n_outputs] or nullptr
         if (out) g.build_forward(out);
         compute(g, *pool_, n_threads_, &buf_);
         n_past_ += nt;
 
         if (in.n_outputs > 0) {
-            float* dst = all_logits ? logits + start * hp_.n_vocab : logits;
+            float* dst = all_rows ? out_rows + start * row : out_rows;
             for (int r = 0; r < in.n_outputs; ++r)
-                std::memcpy(dst + (size_t)r * hp_.n_vocab, (const char*)out->data + r * out->nb[1],
-                            (size_t)hp_.n_vocab * sizeof(float));
+                std::memcpy(dst + (size_t)r * row, (const char*)out->data + r * out->nb[1],
+                            (size_t)row * sizeof(float));
         }
     }
     graph_ctx_.clear();

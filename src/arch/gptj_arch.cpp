@@ -76,6 +76,7 @@ protected:
             x = add(ctx, add(ctx, x, att_out), ffn_out);
         }
         x = block_norm(ctx, x, NormKind::LAYER, hp.norm_eps, w_.output_norm, w_.output_norm_b);
+        if (in.embeddings) return x;  // [n_embd, n_outputs]
         return block_linear(ctx, w_.output, w_.output_b, x);  // [n_vocab, n_outputs]
     }
 };

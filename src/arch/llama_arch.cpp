@@ -101,6 +101,7 @@ protected:
             x = add(ctx, x, block_ffn_swiglu(ctx, l, cur));
         }
         x = block_norm(ctx, x, NormKind::RMS, hp.norm_eps, w_.output_norm, nullptr);
+        if (in.embeddings) return x;        // [n_embd, n_outputs]
         return mul_mat(ctx, w_.output, x);  // [n_vocab, n_outputs]
     }
 };

@@ -1,6 +1,6 @@
 // Bindings for Model (model.h): _core.Model(path, n_ctx=0, n_batch=512, n_threads=0,
 // use_mmap=True, use_mlock=False, kv_type="f16"); eval(ids, all_logits=False) -> float32 logits
-// (n, n_vocab) or (n_vocab,); reset(); truncate(n); close(); properties n_past, n_vocab, n_ctx, n_embd,
+// (n, n_vocab) or (n_vocab,); eval_embeddings(ids) -> (n, n_embd); reset(); truncate(n); close(); properties n_past, n_vocab, n_ctx, n_embd,
 // n_layer, arch, n_threads (settable), metadata, memory, tokenizer (the Tokenizer binding).
 // Load, eval, reset, truncate and close release the GIL before they take the Model's mutex (a
 // thread waiting for the mutex must not hold the GIL the running eval needs to return). Forwarding only.
@@ -101,6 +101,25 @@ void register_model(py::module_& m) {
              py::arg("ids"), py::arg("all_logits") = false,
              "Appends ids to the context; returns float32 logits (len(ids), n_vocab) if all_logits, "
              "else (n_vocab,) for the last token.")
+        .def("eval_embeddings", [](Model& self, const py::object& ids) {
+                 Model& mdl = live(self, "eval_embeddings");
+                 std::vector<int32_t> v = to_ids(ids);
+                 const int64_t n = (int64_t)v.size();
+                 if (mdl.n_past() + n > mdl.n_ctx())
+                     throw ggmlpy::ContextFullError("context full: " + std::to_string(mdl.n_past()) +
+                                                    " tokens in the cache + " + std::to_string(n) +
+                                                    " new > n_ctx " + std::to_string(mdl.n_ctx()));
+                 py::array_t<float> out({(py::ssize_t)n, (py::ssize_t)mdl.n_embd()});
+                 float* dst = out.mutable_data();
+                 {
+                     py::gil_scoped_release nogil;
+                     mdl.eval_embeddings(v.data(), n, dst);
+                 }
+                 return out;
+             },
+             py::arg("ids"),
+             "Appends ids to the context; returns float32 final hidden states (len(ids), n_embd), "
+             "after the output norm.")
         .def("reset", [](Model& self) {
                  live(self, "reset");
                  py::gil_scoped_release nogil;

@@ -96,7 +96,7 @@ def test_smollm2_template_matches_hf(smol, system, agp):
 def test_smollm2_end_of_turn_is_eog(smol):
     ids = smol.tokenize("<|im_end|>", add_bos=False)
     assert len(ids) == 1 and smol.tokenizer.is_eog(ids[0])
-    assert chatmod.end_of_turn_stops(smol, smol.metadata["tokenizer.chat_template"]) == []
+    assert chatmod.end_of_turn_ids(smol, smol.metadata["tokenizer.chat_template"]) == []
 
 
 def test_prompt_bos_not_doubled(smol):
