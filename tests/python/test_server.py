@@ -105,10 +105,12 @@ def test_embeddings(client, server, model):
     assert got.shape == want.shape == (2, want.shape[1])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-4)
-    assert r.usage.prompt_tokens == sum(len(model.tokenize(t)) for t in texts)
+    assert r.usage.prompt_tokens == sum(len(model.tokenize(t, special=False)) for t in texts)
     plain = _post(server, "/embeddings", {"input": texts[0], "encoding_format": "float"}).json()
     np.testing.assert_allclose(plain["data"][0]["embedding"], want[0], rtol=1e-5, atol=1e-6)
     _error(_post(server, "/embeddings", {"input": []}), 400, "invalid_type", "input")
+    _error(_post(server, "/embeddings", {"input": ["ok", "word " * 1100]}), 400, "context_length_exceeded", "input")
+    _error(_post(server, "/embeddings", {"input": "x", "dimensions": 3}), 400, param="dimensions")
     _error(_post(server, "/embeddings", {"input": "x", "encoding_format": "int8"}), 400, param="encoding_format")
 
 

@@ -217,7 +217,8 @@ async def embeddings(request):
     if fmt not in ("float", "base64"):
         raise bad_param("encoding_format", "'encoding_format' must be 'float' or 'base64'")
     dims = f.integer("dimensions", None, 1)
-    counts = await engine.call(lambda: [len(model.tokenize(t)) for t in texts])
+    # counted as Model.embed tokenizes (special tokens as plain text)
+    counts = await engine.call(lambda: [len(model.tokenize(t, special=False)) for t in texts])
     for i, n in enumerate(counts):
         if n > model.n_ctx:
             raise APIError(400, f"input[{i}] is {n} tokens, longer than this model's context ({model.n_ctx} "

@@ -18,8 +18,13 @@ function addMessage(role, text) {
   body.textContent = text;
   div.append(who, body);
   $("messages").append(div);
-  div.scrollIntoView({ block: "end" });
+  scrollDown();
   return div;
+}
+
+function scrollDown() {
+  const m = $("messages");
+  m.scrollTop = m.scrollHeight;
 }
 
 function setBusy(busy, status) {
@@ -90,7 +95,7 @@ async function send(text) {
       if (delta && delta.content) {
         reply += delta.content;
         out.textContent = reply;
-        bubble.scrollIntoView({ block: "end" });
+        scrollDown();
       }
     }
   } catch (e) {
