@@ -171,9 +171,15 @@ async def chat_completions(request):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
-    return await _generate(request, f, engine, stream, include_usage,
-                           lambda: model.create_chat_completion(messages, stream=True, **kwargs),
-                           n_prompt, assemble)
+    try:
+        return await _generate(request, f, engine, stream, include_usage,
+                               lambda: model.create_chat_completion(messages, stream=True, **kwargs),
+                               n_prompt, assemble)
+    except APIError as e:
+        # a schema the grammar compiler refuses is found when generation starts: name the field
+        if "response_format" in kwargs and e.status == 400 and e.param is None:
+            e.param = "response_format"
+        raise
 
 
 async def completions(request):
