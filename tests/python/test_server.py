@@ -294,6 +294,30 @@ def test_bad_requests(server, path, body, status, code, param):
     _error(r, status, code, param)
 
 
+WEIRD = [None, True, -1, 0, 2**70, -1e300, 0.5, "", "x", [], [1], ["a"], {}, {"a": 1}, [[[]]]]
+FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+          "min_p", "stop", "seed", "stream", "stream_options", "n", "logprobs", "presence_penalty",
+          "frequency_penalty", "repeat_penalty", "response_format", "tools", "logit_bias", "input",
+          "encoding_format", "dimensions", "echo", "suffix", "user"]
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings"])
+def test_any_field_value_is_answered_not_crashed(server, path):
+    """Every field set to values of every JSON type: a 200 or a 4xx in the OpenAI shape, never a
+    500 (max_tokens 1 keeps the accepted ones cheap)."""
+    base = {"/chat/completions": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+            "/completions": {"prompt": "Hi", "max_tokens": 1}, "/embeddings": {"input": "Hi"}}[path]
+    with httpx.Client(timeout=120) as http:
+        for field in FIELDS:
+            for value in WEIRD:
+                r = http.post(server.base_url + path, json={**base, field: value})
+                assert r.status_code in (200, 400, 404), (field, value, r.status_code, r.text)
+                if r.status_code != 200:
+                    _error(r, r.status_code)
+                elif r.headers["content-type"].startswith("text/event-stream"):
+                    assert r.text.endswith("data: [DONE]\n\n"), (field, value, r.text[-200:])
+
+
 def test_errors_through_openai_client(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=r_model(client), messages=CHAT, temperature=-1)
