@@ -85,7 +85,7 @@ def _prompt(value, model):
     raise bad_param("prompt", "'prompt' must be a string or a list of token ids", "invalid_type")
 
 
-async def _generate(request, f: Fields, engine, stream: bool, include_usage: bool, start, n_prompt: int,
+async def _generate(request, engine, stream: bool, include_usage: bool, start, n_prompt: int,
                     assemble):
     """Takes a slot, starts the model iterator (start() in a thread), then streams SSE or returns
     the assembled JSON. The slot is released when the generation ends or the client leaves."""
@@ -172,7 +172,7 @@ async def chat_completions(request):
                              "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
     try:
-        return await _generate(request, f, engine, stream, include_usage,
+        return await _generate(request, engine, stream, include_usage,
                                lambda: model.create_chat_completion(messages, stream=True, **kwargs),
                                n_prompt, assemble)
     except APIError as e:
@@ -202,7 +202,7 @@ async def completions(request):
                 "choices": [{"text": "".join(c["choices"][0]["text"] for c in chunks), "index": 0,
                              "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
-    return await _generate(request, f, engine, stream, include_usage,
+    return await _generate(request, engine, stream, include_usage,
                            lambda: model.create_completion(prompt, stream=True, **kwargs), n_prompt, assemble)
 
 
