@@ -114,6 +114,32 @@ def test_embeddings(client, server, model):
     _error(_post(server, "/embeddings", {"input": "x", "encoding_format": "int8"}), 400, param="encoding_format")
 
 
+CAPITAL_SCHEMA = {"type": "json_schema", "json_schema": {"name": "capital", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"]}}}
+
+
+def test_response_format_json_schema(client, server):
+    # response_format goes to Model.create_chat_completion, whose grammar constrains the reply
+    kw = dict(model=r_model(client), temperature=0, max_tokens=80, response_format=CAPITAL_SCHEMA,
+              messages=[{"role": "user", "content": "Give the capital of France as JSON."}])
+    r = client.chat.completions.create(**kw)
+    assert r.choices[0].finish_reason == "stop"
+    obj = json.loads(r.choices[0].message.content)
+    assert set(obj) >= {"city", "country"} and all(isinstance(obj[k], str) for k in ("city", "country"))
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw)
+                       if c.choices)
+    assert streamed == r.choices[0].message.content
+    r = client.chat.completions.create(**dict(kw, response_format={"type": "json_object"}))
+    text = r.choices[0].message.content
+    assert text.lstrip().startswith("{")      # an object, complete unless max_tokens cut it
+    if r.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
+    _error(_post(server, "/chat/completions", {"messages": CHAT, "response_format": bad}), 400,
+           param="response_format")
+
+
 # ---- concurrency ------------------------------------------------------------------------------
 
 def test_concurrent_streaming_clients(client):
