@@ -419,6 +419,20 @@ def test_no_traceback_in_responses_or_log(server):
     assert not [k for k in m if k[0] == "ggmlpy_requests_total" and ("status", "500") in k[1]]
 
 
+def test_sigterm_while_streaming_exits(smollm2_path):
+    # uvicorn waits up to 5 s for open streams, then cancels them: the server never hangs
+    with run_server(smollm2_path) as s:
+        body = {"prompt": "1, 2, 3,", "max_tokens": 900, "temperature": 0, "stream": True}
+        with httpx.Client(timeout=120) as http, http.stream("POST", s.base_url + "/completions", json=body) as r:
+            next(line for line in r.iter_lines() if line.startswith("data: "))
+            t0 = time.monotonic()
+            s.proc.terminate()
+            s.proc.wait(timeout=30)
+            assert time.monotonic() - t0 < 20
+        assert s.proc.returncode in (0, -15), s.proc.returncode
+        assert "Traceback" not in s.log()
+
+
 def test_serve_cli_bad_arguments(tmp_path):
     import subprocess
     import sys

@@ -175,3 +175,16 @@ def test_page_shows_api_errors(server, browser):
     assert bubble.get_attribute("data-state") == "error"
     assert "temperature" in bubble.text
     assert browser.find_element("id", "status").text == "Error"
+
+
+def test_page_with_api_key(smollm2_path, browser):
+    with run_server(smollm2_path, env={"GGMLPY_API_KEY": "page-key"}) as s:
+        browser.get(s.url + "/")
+        browser.find_element("css selector", "#settings summary").click()
+        _set(browser, "temperature", 0)
+        _set(browser, "max-tokens", 8)
+        bubble = _send_and_wait(browser, "Hi")          # no key yet: the 401 message is shown
+        assert bubble.get_attribute("data-state") == "error" and "API key" in bubble.text
+        _set(browser, "api-key", "page-key")
+        bubble = _send_and_wait(browser, "Hi")
+        assert bubble.get_attribute("data-state") == "done" and bubble.find_element("css selector", ".text").text
