@@ -130,6 +130,7 @@ def test_chat_streams_matches_api_stops_and_resets(server, browser, tmp_path):
     want1 = _api_reply(server, conv, 24)
     assert reply1 == want1.strip() and reply1
     assert _last_reply(browser).get_attribute("data-state") == "done"
+    assert _last_reply(browser).get_attribute("aria-busy") == "false"
     assert browser.find_element("id", "status").text == "Ready"
 
     # turn 2 (Send button): the page sends the whole history
@@ -157,6 +158,13 @@ def test_chat_streams_matches_api_stops_and_resets(server, browser, tmp_path):
     assert shot.stat().st_size > 1000
     if os.environ.get("GGMLPY_SCREENSHOT"):
         shutil.copy(shot, os.environ["GGMLPY_SCREENSHOT"])
+
+    # Escape stops a reply too
+    browser.find_element("id", "input").send_keys("Tell me a very long story about the sea.", Keys.ENTER)
+    _wait(lambda: len(browser.find_elements("css selector", "#messages .msg.assistant")) == 4, what="reply 4")
+    _wait(lambda: len(_last_reply(browser).find_element("css selector", ".text").text) > 10, what="text")
+    browser.find_element("id", "input").send_keys(Keys.ESCAPE)
+    _wait(lambda: _last_reply(browser).get_attribute("data-state") == "stopped", 10, "the stop by Escape")
 
     # New chat: history gone; the next question is answered as a first turn
     browser.find_element("id", "reset").click()

@@ -75,6 +75,7 @@ async function send(text) {
   const bubble = addMessage("assistant", "");
   const out = bubble.querySelector(".text");
   bubble.dataset.state = "streaming";
+  bubble.setAttribute("aria-busy", "true");    // screen readers read the reply once, when complete
   controller = new AbortController();
   setBusy(true, "Generating…");
   const headers = { "Content-Type": "application/json" };
@@ -108,6 +109,7 @@ async function send(text) {
     }
   }
   bubble.dataset.state = state;
+  bubble.setAttribute("aria-busy", "false");
   if (id === chatId) {
     if (reply) history.push({ role: "assistant", content: reply });
     else history.pop();            // nothing came back: forget the question too
@@ -124,12 +126,15 @@ $("composer").addEventListener("submit", (e) => {
   send(text);
 });
 
-// Enter sends; Shift+Enter inserts a newline (the textarea's default)
+// Enter sends; Shift+Enter inserts a newline (the textarea's default); Escape stops a reply
 $("input").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     $("composer").requestSubmit();
   }
+});
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && controller) controller.abort();
 });
 
 $("stop").addEventListener("click", () => { if (controller) controller.abort(); });
