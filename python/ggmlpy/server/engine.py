@@ -80,10 +80,14 @@ class Engine:
         next() in a worker thread. disconnected: an async callable checked between items (for
         non-streaming requests; streams notice a gone client when sending fails). Counts tokens
         and speed in the metrics, including for a generation cut short."""
-        usage, pieces, t_first, finished = None, 0, None, False
+        usage, pieces, t_first, finished, failed = None, 0, None, False, False
         try:
             while True:
-                item = await anyio.to_thread.run_sync(next, it, _DONE)
+                try:
+                    item = await anyio.to_thread.run_sync(next, it, _DONE)
+                except Exception:
+                    failed = True
+                    raise
                 if item is _DONE:
                     finished = True
                     return
@@ -98,7 +102,8 @@ class Engine:
                     return
         finally:
             if not finished:
-                self.metrics.cancelled.inc()
+                if not failed:
+                    self.metrics.cancelled.inc()
                 # close between two tokens, in a thread, shielded: the generator is suspended
                 # (no lock held), and the close must happen even while this task is cancelled
                 with anyio.CancelScope(shield=True):
