@@ -157,3 +157,15 @@ def test_stop_token_ids(smol):
         smol.generate("x", stop_token_ids=[smol.n_vocab])
     with pytest.raises(TypeError, match="stop_token_ids"):
         smol.generate("x", stop_token_ids=["</s>"])
+
+
+def test_logits_do_not_depend_on_how_the_prompt_was_split(smol):
+    # what prefix reuse relies on: a token's logits (and KV) have the same bits whether it was
+    # evaluated in one batch or after a cached prefix evaluated in other chunks
+    import numpy as np
+    ids = smol.tokenize("The quick brown fox jumps over the lazy dog. " * 6)
+    smol.reset()
+    whole = smol.eval(ids)
+    smol.reset()
+    parts = [smol.eval(ids[a:b]) for a, b in ((0, 1), (1, 18), (18, 19), (19, len(ids)))]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
