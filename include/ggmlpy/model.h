@@ -23,6 +23,14 @@ struct ModelParams {
     bool use_mmap = true;   // false: read weights into anonymous memory
     bool use_mlock = false; // lock weight pages in RAM
     DType kv_type = DType::F16;  // KV cache element type (F16 or F32)
+    int n_seq_max = 1;      // sequences the KV cache holds, each with n_ctx cells
+};
+
+// Tokens for one sequence in an eval_batch call.
+struct SeqTokens {
+    int seq = 0;
+    const int32_t* ids = nullptr;
+    int64_t n = 0;
 };
 
 struct MemoryStats {
@@ -45,18 +53,28 @@ public:
     virtual int n_ctx() const = 0;
     virtual int n_embd() const = 0;
     virtual int n_layer() const = 0;
-    virtual int n_past() const = 0;                // tokens in the KV cache
+    virtual int n_past() const = 0;                // tokens in the KV cache (sequence 0)
     virtual const Tokenizer& tokenizer() const = 0;
     virtual const std::map<std::string, std::string>& metadata() const = 0;  // scalar keys, as text
     virtual MemoryStats memory() const = 0;
 
-    // Appends n tokens at position n_past, evaluating them in chunks of n_batch. Writes logits:
+    // Appends n tokens to sequence 0 at position n_past, evaluating them in chunks of n_batch. Writes logits:
     // all_logits ? n * n_vocab floats (row i = after token i) : n_vocab floats for the last token.
     // Throws ContextFullError if n_past + n > n_ctx, ValueError for an id outside the vocabulary.
     virtual void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) = 0;
     // As eval, but writes the final hidden states (after the output norm) of every token:
     // n * n_embd floats, row i = token i. The tokens stay in the cache as with eval.
     virtual void eval_embeddings(const int32_t* ids, int64_t n, float* out) = 0;
+    // Appends each entry's tokens to its sequence (distinct sequences), all in shared forward
+    // passes: the weights are read once per pass for every row. Writes the logits after each
+    // entry's last token, n_vocab floats per entry in order. A sequence's logits have the same
+    // bits as when its tokens are evaluated alone (eval on a one-sequence model): every op works
+    // per row and attention per sequence. Throws like eval, naming the sequence.
+    virtual void eval_batch(const std::vector<SeqTokens>& batch, float* logits) = 0;
+    virtual int n_seq_max() const = 0;
+    virtual int n_past_seq(int seq) const = 0;         // tokens cached for sequence seq
+    virtual void truncate_seq(int seq, int n) = 0;     // as truncate, for sequence seq
+    virtual void copy_seq(int src, int dst) = 0;       // dst's cache becomes a copy of src's
     virtual void reset() = 0;                      // empties the KV cache (n_past = 0)
     // Keeps the first n cached tokens (0 <= n <= n_past), dropping the rest: later tokens only
     // attend to positions < n_past, so the cache rows past n are simply overwritten.

@@ -1,7 +1,11 @@
 """`ggmlpy bench`: prompt-processing (ppN: N tokens in one eval from an empty context) and text
 generation (tgN: N single-token evals from an empty context) speed in tokens/s, mean ± sd over
 repetitions after one warm-up, printed as a markdown table with llama-bench's columns so the
-numbers compare one to one. Token ids are random (fixed seed), as in llama-bench."""
+numbers compare one to one. Token ids are random (fixed seed), as in llama-bench.
+
+With parallel sequences (`-np 1,2,4,8`, like llama-batched-bench), each B gives two rows:
+`ppP@npB` (B prompts of P tokens evaluated in shared passes: B*P / time) and `tgN@npB` (N steps
+that each evaluate one token of every sequence after those prompts: aggregate B*N / time)."""
 from __future__ import annotations
 
 import os
@@ -55,14 +59,40 @@ def _params_label(n: int) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{round(n / 1e6)}M"
 
 
+def _parallel(core, rng, n_vocab, B, P, N, repetitions):
+    """(prompt t/s samples, generation t/s samples) of B sequences: P prompt tokens each in shared
+    passes, then N steps of one token per sequence."""
+    pp, tg = [], []
+    for rep in range(repetitions + 1):   # rep 0 is the warm-up
+        for s in range(B):
+            core.truncate_seq(s, 0)
+        seqs = list(range(B))
+        t0 = time.perf_counter()
+        if P > 0:
+            core.eval_batch(seqs, [[rng.randrange(n_vocab) for _ in range(P)] for _ in seqs])
+        t1 = time.perf_counter()
+        for _ in range(N):
+            core.eval_batch(seqs, [[rng.randrange(n_vocab)] for _ in seqs])
+        t2 = time.perf_counter()
+        if rep > 0:
+            if P > 0:
+                pp.append(B * P / (t1 - t0))
+            if N > 0:
+                tg.append(B * N / (t2 - t1))
+    return pp, tg
+
+
 def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], threads: Sequence[int],
-              repetitions: int = 5, n_batch: int = 512, use_mmap: bool = True, progress=None) -> List[BenchResult]:
+              repetitions: int = 5, n_batch: int = 512, use_mmap: bool = True, progress=None,
+              parallel: Sequence[int] = ()) -> List[BenchResult]:
     from . import _core
     path = os.fspath(model_path)
     n_params, size, ftype = _gguf_summary(path)
     need = max(list(n_prompt) + list(n_gen) + [1])
+    if parallel:
+        need = max(n_prompt) + max(n_gen) + 1
     core = _core.Model(path, n_ctx=max(need, 16), n_batch=n_batch, n_threads=threads[0] if threads else 0,
-                       use_mmap=use_mmap)
+                       use_mmap=use_mmap, n_seq_max=max(list(parallel) + [1]))
     try:
         name = f"{core.arch} {_params_label(n_params)} {ftype}"
         rng = random.Random(1234)
@@ -70,6 +100,18 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
         results: List[BenchResult] = []
         for t in threads:
             core.n_threads = t
+            if parallel:
+                for B in parallel:
+                    for P in n_prompt:
+                        for N in n_gen:
+                            pp, tg = _parallel(core, rng, n_vocab, B, P, N, repetitions)
+                            for test, samples in ((f"pp{P}@np{B}", pp), (f"tg{N}@np{B}", tg)):
+                                if samples:
+                                    res = BenchResult(name, size, n_params, t, test, samples)
+                                    results.append(res)
+                                    if progress:
+                                        progress(res)
+                continue
             for kind, sizes in (("pp", n_prompt), ("tg", n_gen)):
                 for n in sizes:
                     if n <= 0:

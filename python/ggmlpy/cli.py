@@ -216,6 +216,9 @@ def _add_bench(sub):
     s.add_argument("-t", "--threads", type=_int_list, default=None,
                    help="thread counts, comma-separated (default: the physical cores)")
     s.add_argument("-r", "--repetitions", type=int, default=5, help="runs per test (mean ± sd)")
+    s.add_argument("-np", "--parallel", type=_int_list, default=None,
+                   help="parallel sequences, comma-separated (like llama-batched-bench): aggregate "
+                        "ppP@npB and tgN@npB over B sequences")
     s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
     s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
     s.set_defaults(func=cmd_bench)
@@ -234,9 +237,11 @@ def cmd_bench(a) -> int:
         from . import _core
         threads = [getattr(_core, "default_threads", lambda: os.cpu_count() or 1)()]
     _check(all(t >= 1 for t in threads), "-t/--threads", threads, "integers >= 1")
+    if a.parallel is not None:
+        _check(all(1 <= b <= 256 for b in a.parallel), "-np/--parallel", a.parallel, "integers in [1, 256]")
     path = _resolve_model(a.model)
     res = run_bench(path, a.n_prompt, a.n_gen, threads, repetitions=a.repetitions, n_batch=a.batch_size,
-                    use_mmap=not a.no_mmap,
+                    use_mmap=not a.no_mmap, parallel=a.parallel or (),
                     progress=lambda r: print(f"ggmlpy bench: threads {r.threads} {r.test}: "
                                              f"{r.mean:.2f} ± {r.sd:.2f} t/s", file=sys.stderr))
     print(markdown_table(res))

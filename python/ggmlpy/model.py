@@ -145,6 +145,12 @@ def _path(name: str, value) -> str:
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}") from None
 
 
+def _is_prompt_list(prompt) -> bool:
+    """A list of prompts (texts or id lists), as opposed to one prompt given as token ids."""
+    return (isinstance(prompt, (list, tuple)) and len(prompt) > 0
+            and isinstance(prompt[0], (str, bytes, bytearray, list, tuple, np.ndarray)))
+
+
 class _Generation:
     """One generation's view of a shared Model, with the interface run_generation drives (reset,
     eval, n_past, n_ctx). It remembers its own evals (the chunks of token ids, in order); each
@@ -191,7 +197,7 @@ class Model:
 
     def __init__(self, model_path, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
                  use_mmap: bool = True, use_mlock: bool = False, seed: int = -1, verbose: bool = False,
-                 kv_type: str = "f16"):
+                 kv_type: str = "f16", n_seq_max: int = 1):
         self._core = None
         self._lock = threading.RLock()
         # What the C++ KV cache holds: the evaluated chunks of ids, in order, and the generation
@@ -201,6 +207,7 @@ class Model:
         n_ctx = _int("n_ctx", n_ctx, 0, INT32_MAX, "an int >= 0 (0: the model's)")
         n_threads = _int("n_threads", n_threads, 0, INT32_MAX, "an int >= 0 (0: physical cores)")
         n_batch = _int("n_batch", n_batch, 1, INT32_MAX, "an int >= 1")
+        n_seq_max = _int("n_seq_max", n_seq_max, 1, 256, "an int in [1, 256]")
         seed = _int("seed", seed, INT64_MIN, INT64_MAX, "an int (-1: random)")
         use_mmap, use_mlock = _bool("use_mmap", use_mmap), _bool("use_mlock", use_mlock)
         verbose = _bool("verbose", verbose)
@@ -213,7 +220,7 @@ class Model:
         path = _resolve_path(self.model_path)
         t0 = time.perf_counter()
         self._core = _core.Model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                                 use_mmap=use_mmap, use_mlock=use_mlock, kv_type=kv_type)
+                                 use_mmap=use_mmap, use_mlock=use_mlock, kv_type=kv_type, n_seq_max=n_seq_max)
         self.load_time = time.perf_counter() - t0
         self.seed = seed
         self._rng = random.Random(seed if seed >= 0 else None)  # draws per-call seeds
@@ -274,6 +281,7 @@ class Model:
     n_vocab = property(lambda self: self._m.n_vocab)
     n_ctx = property(lambda self: self._m.n_ctx)
     n_past = property(lambda self: self._m.n_past)
+    n_seq_max = property(lambda self: self._m.n_seq_max)
     metadata = property(lambda self: self._m.metadata)
     memory = property(lambda self: self._m.memory)
     tokenizer = property(lambda self: self._m.tokenizer)
@@ -428,9 +436,6 @@ class Model:
             if not hasattr(stop, "__iter__") or not all(isinstance(s, str) for s in stop):
                 raise TypeError("stop must be a str or a list of str")
             stop = [_text("stop", s) for s in stop]
-        if seed is None:
-            seed = self._rng.randrange(2**63) if self.seed >= 0 else -1
-        seed = _int("seed", seed, INT64_MIN, INT64_MAX, "an int in [-2**63, 2**63) (-1: random)")
         top_k = _int("top_k", top_k, 0, INT32_MAX, "an int >= 0 (0: off)")
         repeat_last_n = _int("repeat_last_n", repeat_last_n, INT32_MAX * -1 - 1, INT32_MAX,
                              "an int >= -1 (-1: all, 0: off)")
@@ -439,20 +444,30 @@ class Model:
         floats = {k: _float(k, v) for k, v in dict(
             temperature=temperature, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty).items()}
-        # the sampler validates the float ranges and names the parameter
-        sampler = _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, **floats)
-        if isinstance(prompt, (str, bytes, bytearray)):
-            ids = self.tokenize(prompt, add_bos=add_bos)
-        else:
-            ids = _token_ids("prompt", prompt, m.n_vocab)
-        if not ids:
-            bos = getattr(self.tokenizer, "bos", -1)
-            if bos is None or bos < 0:
-                raise ValueError("prompt is empty and the model has no BOS token to start from")
-            ids = [bos]
-        if len(ids) > m.n_ctx:
-            raise ValueError(f"prompt is {len(ids)} tokens, longer than the context n_ctx = {m.n_ctx} "
-                             "(load the Model with a larger n_ctx or shorten the prompt)")
+
+        def sampler_for(seed, name="seed"):
+            if seed is None:
+                seed = self._rng.randrange(2**63) if self.seed >= 0 else -1
+            seed = _int(name, seed, INT64_MIN, INT64_MAX, "an int in [-2**63, 2**63) (-1: random)")
+            # the sampler validates the float ranges and names the parameter
+            return _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, **floats)
+
+        if _is_prompt_list(prompt):
+            from .batch import generate_batch
+            if stream:
+                raise ValueError("stream=True takes one prompt; a list of prompts returns a list of texts")
+            prompts = list(prompt)
+            if isinstance(seed, (list, tuple)):
+                if len(seed) != len(prompts):
+                    raise ValueError(f"seed has {len(seed)} values for {len(prompts)} prompts")
+                samplers = [sampler_for(x, f"seed[{i}]") for i, x in enumerate(seed)]
+            else:          # one seed for all (None: a fresh draw per prompt)
+                samplers = [sampler_for(seed) for _ in prompts]
+            ids = [self._prompt_ids(p, add_bos, f"prompt[{i}]") for i, p in enumerate(prompts)]
+            return generate_batch(self, ids, samplers, max_new_tokens, stop, ignore_eos, stop_ids)
+
+        sampler = sampler_for(seed)
+        ids = self._prompt_ids(prompt, add_bos, "prompt")
         stats = GenerationStats(seed=sampler.seed)
         self.last_stats = stats
         it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,
@@ -461,6 +476,23 @@ class Model:
             return it          # takes the lock per token (in _eval_chunk)
         with self._lock:       # the whole call at once: other callers wait, none re-syncs
             return "".join(it)
+
+    def _prompt_ids(self, prompt, add_bos, name: str) -> List[int]:
+        """Token ids of one prompt (text or ids), at least one token, no longer than n_ctx."""
+        m = self._m
+        if isinstance(prompt, (str, bytes, bytearray)):
+            ids = self.tokenize(prompt, add_bos=add_bos)
+        else:
+            ids = _token_ids(name, prompt, m.n_vocab)
+        if not ids:
+            bos = getattr(self.tokenizer, "bos", -1)
+            if bos is None or bos < 0:
+                raise ValueError(f"{name} is empty and the model has no BOS token to start from")
+            ids = [bos]
+        if len(ids) > m.n_ctx:
+            raise ValueError(f"{name} is {len(ids)} tokens, longer than the context n_ctx = {m.n_ctx} "
+                             "(load the Model with a larger n_ctx or shorten the prompt)")
+        return ids
 
     __call__ = generate
 

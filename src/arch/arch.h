@@ -89,13 +89,18 @@ private:
     std::map<std::string, bool> used_;
 };
 
-// K and V of every layer for n_ctx positions. K: per layer [n_embd_kv, n_ctx], one row per
-// position. V is stored transposed, per layer [n_ctx, n_embd_kv] (one row per channel), so the
-// attention product softmax(QK) x V reads contiguous rows of V^T without a copy.
+// K and V of every layer for n_seq sequences of n_ctx positions each; sequence s owns the cells
+// [s * n_ctx, (s + 1) * n_ctx). K: per layer [n_embd_kv, n_seq * n_ctx], one row per cell. V is
+// stored transposed, per layer [n_seq * n_ctx, n_embd_kv] (one row per channel), so the attention
+// product softmax(QK) x V reads contiguous rows of V^T without a copy.
 class KVCache {
 public:
-    KVCache(const HParams& hp, int n_ctx, DType type, Context& ctx);
-    int n_ctx() const { return n_ctx_; }
+    KVCache(const HParams& hp, int n_ctx, int n_seq, DType type, Context& ctx);
+    int n_ctx() const { return n_ctx_; }    // cells per sequence
+    int n_seq() const { return n_seq_; }
+    int64_t base(int seq) const { return (int64_t)seq * n_ctx_; }  // first cell of sequence seq
+    // Copies cells [0, n) of sequence src to sequence dst (a forked prefix).
+    void copy_cells(int src, int dst, int n);
     DType type() const { return type_; }
     size_t bytes() const { return bytes_; }
     Tensor* k(int il) const { return k_[il]; }
@@ -103,19 +108,34 @@ public:
 
 private:
     int n_ctx_;
+    int n_seq_;
     DType type_;
     size_t bytes_ = 0;
     std::vector<Tensor*> k_, v_;
 };
 
+// One sequence's tokens in a chunk: rows [row0, row0 + n) at positions n_past .. n_past + n - 1
+// of sequence seq. A chunk's spans are in row order and name distinct sequences.
+struct SeqSpan {
+    int seq = 0;
+    int row0 = 0;
+    int n = 0;
+    int n_past = 0;
+};
+
 // Per-chunk inputs the graph builder gets.
 struct BatchInput {
     Tensor* ids = nullptr;  // I32 [n_tokens]
-    Tensor* pos = nullptr;  // I32 [n_tokens], positions n_past .. n_past + n_tokens - 1
+    Tensor* pos = nullptr;  // I32 [n_tokens], each row's position in its sequence
     int n_tokens = 0;
-    int n_past = 0;
-    int n_outputs = 0;      // rows wanted: n_tokens (all), 1 (the last token) or 0 (none)
+    std::vector<SeqSpan> seqs;  // one span for a single-sequence chunk
+    int n_outputs = 0;      // rows wanted: n_tokens (all), 1 (the last token), 0 (none), or out_rows'
+    Tensor* out_rows = nullptr;  // I32 [n_outputs]: the rows wanted when several sequences share a chunk
     bool embeddings = false;  // rows are the final hidden states [n_embd] (after the output norm), not logits
+    // Several sequences: f32 [n_head * head_dim, n_tokens] buffers the per-sequence attention
+    // outputs are gathered in, alternating by layer (a layer's gather never overwrites what the
+    // previous layer's output projection still reads).
+    float* attn_out[2] = {nullptr, nullptr};
 };
 
 class DecoderModel : public Model {
@@ -128,14 +148,19 @@ public:
     int n_ctx() const override { return n_ctx_; }
     int n_embd() const override { return hp_.n_embd; }
     int n_layer() const override { return hp_.n_layer; }
-    int n_past() const override { return n_past_; }
+    int n_past() const override { return seq_past_.empty() ? 0 : seq_past_[0].load(); }
     const Tokenizer& tokenizer() const override { return *tokenizer_; }
     const std::map<std::string, std::string>& metadata() const override { return metadata_; }
     MemoryStats memory() const override;
     void eval(const int32_t* ids, int64_t n, bool all_logits, float* logits) override;
     void eval_embeddings(const int32_t* ids, int64_t n, float* out) override;
+    void eval_batch(const std::vector<SeqTokens>& batch, float* logits) override;
     void reset() override { truncate(0); }
-    void truncate(int n) override;
+    void truncate(int n) override { truncate_seq(0, n); }
+    int n_seq_max() const override { return kv_ ? kv_->n_seq() : params_.n_seq_max; }
+    int n_past_seq(int seq) const override;
+    void truncate_seq(int seq, int n) override;
+    void copy_seq(int src, int dst) override;
     void set_n_threads(int n) override;
     int n_threads() const override { return n_threads_; }
     void close() override;
@@ -173,6 +198,9 @@ public:
 private:
     // eval and eval_embeddings: appends n tokens, writing `row` floats per output row to out.
     void run_chunks(const int32_t* ids, int64_t n, bool all_rows, bool embeddings, float* out);
+    // One forward pass over in (ids, pos, spans set); copies the wanted rows to dst.
+    void run_graph(BatchInput& in, float* dst, int64_t row);
+    void check_seq(const char* what, int seq) const;
 
 protected:
     std::unique_ptr<GGUFFile> file_;
@@ -190,8 +218,12 @@ protected:
     Context graph_ctx_{false};    // per chunk graph nodes, cleared each chunk
     std::vector<int32_t> pos_;
     int n_ctx_ = 0;
-    // n_past_ and closed_ are atomics so the property getters may read them without the mutex
-    std::atomic<int> n_past_{0};
+    // tokens cached per sequence, and closed_: atomics so the property getters may read them
+    // without the mutex
+    std::vector<std::atomic<int>> seq_past_;
+    std::vector<float> attn_out_[2];  // BatchInput::attn_out
+    std::vector<int32_t> out_rows_;
+    std::vector<float> rows_;  // eval_batch: the output rows of one chunk
     std::atomic<bool> closed_{false};
     // Serializes eval / truncate / close / memory: eval releases the GIL, and close (or another
     // eval) from a second thread must not free or rebuild the graph, buffers or cache under it.

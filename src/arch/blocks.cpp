@@ -19,36 +19,31 @@ Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x) {
     return b ? add(ctx, y, b) : y;
 }
 
-Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWeights& lw,
-                        const KVCache& kv, int il, Tensor* cur, const BatchInput& in,
-                        Tensor* rope_freqs) {
-    const int64_t n = in.n_tokens, hd = hp.head_dim;
-    const int64_t n_kv = (int64_t)in.n_past + n;
-    const int64_t n_embd_kv = hp.n_embd_kv();
+namespace {
 
-    Tensor* q = block_linear(ctx, lw.wq, lw.bq, cur);  // [n_head * hd, n]
-    Tensor* k = block_linear(ctx, lw.wk, lw.bk, cur);  // [n_embd_kv, n]
-    Tensor* v = block_linear(ctx, lw.wv, lw.bv, cur);  // [n_embd_kv, n]
-    q = reshape_3d(ctx, q, hd, hp.n_head, n);          // [hd, n_head, n]
-    k = reshape_3d(ctx, k, hd, hp.n_head_kv, n);       // [hd, n_head_kv, n]
-    if (hp.rope.n_rot > 0) {
-        q = rope(ctx, q, in.pos, hp.rope, rope_freqs);
-        k = rope(ctx, k, in.pos, hp.rope, rope_freqs);
-    }
+// Attention of one sequence's rows: q [hd, n_head, n], k [n_embd_kv, n], v [n_embd_kv, n] (this
+// sequence's columns) -> [hd * n_head, n]. Writes k and v into the sequence's cells at n_past
+// (appended to g first), then attends causally over its cells 0 .. n_past + n - 1.
+Tensor* seq_attention(Context& ctx, Graph& g, const HParams& hp, const KVCache& kv, int il, Tensor* q, Tensor* k,
+                      Tensor* v, const SeqSpan& sp) {
+    const int64_t n = sp.n, hd = hp.head_dim;
+    const int64_t n_kv = (int64_t)sp.n_past + n;
+    const int64_t n_embd_kv = hp.n_embd_kv();
+    const int64_t base = kv.base(sp.seq);
 
     // Store K rows (one per position) and V columns (V^T has one row per channel).
-    Tensor* kc = kv.k(il);  // [n_embd_kv, n_ctx]
-    Tensor* vc = kv.v(il);  // [n_ctx, n_embd_kv]
+    Tensor* kc = kv.k(il);  // [n_embd_kv, n_seq * n_ctx]
+    Tensor* vc = kv.v(il);  // [n_seq * n_ctx, n_embd_kv]
     const size_t esz = kc->element_size();
-    Tensor* k_dst = view_1d(ctx, kc, n * n_embd_kv, (size_t)in.n_past * kc->nb[1]);
+    Tensor* k_dst = view_1d(ctx, kc, n * n_embd_kv, (size_t)(base + sp.n_past) * kc->nb[1]);
     g.build_forward(cpy(ctx, k, k_dst));
-    Tensor* v_dst = view_2d(ctx, vc, n, n_embd_kv, vc->nb[1], (size_t)in.n_past * esz);
+    Tensor* v_dst = view_2d(ctx, vc, n, n_embd_kv, vc->nb[1], (size_t)(base + sp.n_past) * esz);
     g.build_forward(cpy(ctx, transpose(ctx, v), v_dst));  // [n, n_embd_kv] <- v^T
 
-    // scores[j, i, h] = k_j . q_i over the cached positions j < n_kv
-    Tensor* K = view_3d(ctx, kc, hd, n_kv, hp.n_head_kv, kc->nb[1], (size_t)hd * esz, 0);
+    // scores[j, i, h] = k_j . q_i over the sequence's cached positions j < n_kv
+    Tensor* K = view_3d(ctx, kc, hd, n_kv, hp.n_head_kv, kc->nb[1], (size_t)hd * esz, (size_t)base * kc->nb[1]);
     // out[:, i, h] = sum_j p[j, i, h] v_j: rows of V^T are channels, so V^T [n_kv, hd, n_head_kv]
-    Tensor* V = view_3d(ctx, vc, n_kv, hd, hp.n_head_kv, vc->nb[1], (size_t)hd * vc->nb[1], 0);
+    Tensor* V = view_3d(ctx, vc, n_kv, hd, hp.n_head_kv, vc->nb[1], (size_t)hd * vc->nb[1], (size_t)base * esz);
     const float kq_scale = 1.0f / std::sqrt((float)hd);
     const int64_t rep = hp.n_head / hp.n_head_kv;
     if (n == 1 && rep > 1) {
@@ -62,11 +57,46 @@ Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWe
     }
     Tensor* Q = permute(ctx, q, 0, 2, 1, 3);                       // [hd, n, n_head]
     // causal: query i sees keys j <= n_past + i, so the products past that are skipped
-    Tensor* kq = mul_mat_causal(ctx, K, Q, CausalSide::Rows, in.n_past);  // [n_kv, n, n_head]
-    kq = soft_max(ctx, kq, kq_scale, true, in.n_past);
-    Tensor* kqv = mul_mat_causal(ctx, V, kq, CausalSide::K, in.n_past);  // [hd, n, n_head]
+    Tensor* kq = mul_mat_causal(ctx, K, Q, CausalSide::Rows, sp.n_past);  // [n_kv, n, n_head]
+    kq = soft_max(ctx, kq, kq_scale, true, sp.n_past);
+    Tensor* kqv = mul_mat_causal(ctx, V, kq, CausalSide::K, sp.n_past);  // [hd, n, n_head]
     Tensor* o = cont(ctx, permute(ctx, kqv, 0, 2, 1, 3));          // [hd, n_head, n]
     return reshape_2d(ctx, o, hd * hp.n_head, n);
+}
+
+}  // namespace
+
+Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWeights& lw,
+                        const KVCache& kv, int il, Tensor* cur, const BatchInput& in,
+                        Tensor* rope_freqs) {
+    const int64_t n = in.n_tokens, hd = hp.head_dim;
+    const int64_t n_embd_kv = hp.n_embd_kv();
+
+    // the projections and rope work per row: one product for every sequence's rows
+    Tensor* q = block_linear(ctx, lw.wq, lw.bq, cur);  // [n_head * hd, n]
+    Tensor* k = block_linear(ctx, lw.wk, lw.bk, cur);  // [n_embd_kv, n]
+    Tensor* v = block_linear(ctx, lw.wv, lw.bv, cur);  // [n_embd_kv, n]
+    q = reshape_3d(ctx, q, hd, hp.n_head, n);          // [hd, n_head, n]
+    k = reshape_3d(ctx, k, hd, hp.n_head_kv, n);       // [hd, n_head_kv, n]
+    if (hp.rope.n_rot > 0) {
+        q = rope(ctx, q, in.pos, hp.rope, rope_freqs);
+        k = rope(ctx, k, in.pos, hp.rope, rope_freqs);
+    }
+    if (in.seqs.size() == 1) return seq_attention(ctx, g, hp, kv, il, q, k, v, in.seqs[0]);
+
+    // Several sequences: each attends over its own cells with the same ops as alone (so its rows
+    // get the same bits), and the outputs are gathered into one [n_head * hd, n] buffer for the
+    // output projection.
+    Tensor* all = ctx.new_tensor_external(DType::F32, {hd * hp.n_head, n}, in.attn_out[il & 1]);
+    Tensor* k2 = reshape_2d(ctx, k, n_embd_kv, n);
+    for (const SeqSpan& sp : in.seqs) {
+        Tensor* qs = view_3d(ctx, q, hd, hp.n_head, sp.n, q->nb[1], q->nb[2], (size_t)sp.row0 * q->nb[2]);
+        Tensor* ks = view_2d(ctx, k2, n_embd_kv, sp.n, k2->nb[1], (size_t)sp.row0 * k2->nb[1]);
+        Tensor* vs = view_2d(ctx, v, n_embd_kv, sp.n, v->nb[1], (size_t)sp.row0 * v->nb[1]);
+        Tensor* o = seq_attention(ctx, g, hp, kv, il, qs, ks, vs, sp);
+        g.build_forward(cpy(ctx, o, view_2d(ctx, all, all->ne[0], sp.n, all->nb[1], (size_t)sp.row0 * all->nb[1])));
+    }
+    return all;
 }
 
 Tensor* block_ffn_swiglu(Context& ctx, const LayerWeights& lw, Tensor* x) {
@@ -83,6 +113,12 @@ Tensor* block_ffn_gelu(Context& ctx, const LayerWeights& lw, Tensor* x) {
 Tensor* block_last_row(Context& ctx, Tensor* x) {
     if (x->ne[1] == 1) return x;
     return view_2d(ctx, x, x->ne[0], 1, x->nb[1], (size_t)(x->ne[1] - 1) * x->nb[1]);
+}
+
+Tensor* block_output_rows(Context& ctx, Tensor* x, const BatchInput& in) {
+    if (in.out_rows) return get_rows(ctx, x, in.out_rows);
+    if (in.n_outputs < in.n_tokens) return block_last_row(ctx, x);
+    return x;
 }
 
 }  // namespace ggmlpy

@@ -13,10 +13,11 @@ Tensor* block_norm(Context& ctx, Tensor* x, NormKind kind, float eps, Tensor* w,
 // w x (+ b). w: [n_in, n_out] any matmul type; x: f32 [n_in, n_tokens] -> [n_out, n_tokens].
 Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x);
 // Self-attention of layer il without the output projection: projects cur to Q, K, V (with
-// biases when present), applies rope to the first n_rot dims of each head, writes K and V at
-// positions n_past .. n_past + n_tokens - 1 of the cache (appended to g first), attends causally
-// over positions 0 .. n_past + n_tokens - 1 with grouped heads (query head h reads KV head
-// h / (n_head / n_head_kv)). cur: [n_embd, n_tokens] -> [n_head * head_dim, n_tokens].
+// biases when present), applies rope to the first n_rot dims of each head, and for each sequence
+// span of in writes its K and V at positions n_past .. n_past + n - 1 of its cells (appended to g
+// first) and attends causally over its positions 0 .. n_past + n - 1 with grouped heads (query
+// head h reads KV head h / (n_head / n_head_kv)). cur: [n_embd, n_tokens] ->
+// [n_head * head_dim, n_tokens].
 Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWeights& lw,
                         const KVCache& kv, int il, Tensor* cur, const BatchInput& in,
                         Tensor* rope_freqs);
@@ -27,5 +28,8 @@ Tensor* block_ffn_gelu(Context& ctx, const LayerWeights& lw, Tensor* x);
 // The last column of x [ne0, n_tokens] as a [ne0, 1] view (only the last token's row is needed
 // past the last layer's attention when not all logits are wanted).
 Tensor* block_last_row(Context& ctx, Tensor* x);
+// The rows of x [ne0, n_tokens] past the last layer's attention that in wants: in.out_rows
+// (several sequences), the last one, or all.
+Tensor* block_output_rows(Context& ctx, Tensor* x, const BatchInput& in);
 
 }  // namespace ggmlpy

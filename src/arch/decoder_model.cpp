@@ -128,15 +128,32 @@ std::vector<std::string> WeightBinder::unused() const {
 
 // ---- KVCache ---------------------------------------------------------------------------------------
 
-KVCache::KVCache(const HParams& hp, int n_ctx, DType type, Context& ctx) : n_ctx_(n_ctx), type_(type) {
+KVCache::KVCache(const HParams& hp, int n_ctx, int n_seq, DType type, Context& ctx)
+    : n_ctx_(n_ctx), n_seq_(n_seq), type_(type) {
+    const int64_t cells = (int64_t)n_ctx * n_seq;
     for (int il = 0; il < hp.n_layer; ++il) {
-        Tensor* k = ctx.new_tensor_2d(type, hp.n_embd_kv(), n_ctx);  // row per position
-        Tensor* v = ctx.new_tensor_2d(type, n_ctx, hp.n_embd_kv());  // row per channel
+        Tensor* k = ctx.new_tensor_2d(type, hp.n_embd_kv(), cells);  // row per cell
+        Tensor* v = ctx.new_tensor_2d(type, cells, hp.n_embd_kv());  // row per channel
         k->set_name("cache_k_l" + std::to_string(il));
         v->set_name("cache_v_l" + std::to_string(il));
         k_.push_back(k);
         v_.push_back(v);
         bytes_ += k->nbytes() + v->nbytes();
+    }
+}
+
+void KVCache::copy_cells(int src, int dst, int n) {
+    if (src == dst || n <= 0) return;
+    const size_t esz = dtype_traits(type_).type_size;
+    for (size_t il = 0; il < k_.size(); ++il) {
+        Tensor* k = k_[il];  // cells are rows: one block of n rows
+        std::memcpy((char*)k->data + base(dst) * k->nb[1], (const char*)k->data + base(src) * k->nb[1],
+                    (size_t)n * k->nb[1]);
+        Tensor* v = v_[il];  // cells are columns: n elements in every channel's row
+        for (int64_t c = 0; c < v->ne[1]; ++c) {
+            char* row = (char*)v->data + c * v->nb[1];
+            std::memcpy(row + base(dst) * esz, row + base(src) * esz, (size_t)n * esz);
+        }
     }
 }
 
@@ -185,10 +202,15 @@ void DecoderModel::init() {
         throw ValueError(std::string("kv_type must be f16 or f32, got ") + dtype_name(params_.kv_type));
     n_ctx_ = params_.n_ctx > 0 ? params_.n_ctx : std::min(hp_.n_ctx_train > 0 ? hp_.n_ctx_train : 4096, 4096);
     if (n_ctx_ > (1 << 20)) throw ValueError("n_ctx " + std::to_string(n_ctx_) + " is too large (max 1048576)");
-    check_memory(planned_bytes(), "n_ctx " + std::to_string(n_ctx_) + " (KV cache, compute buffers and logits for " +
+    check_memory(planned_bytes(), "n_ctx " + std::to_string(n_ctx_) + " x " + std::to_string(params_.n_seq_max) +
+                                      " sequence(s) (KV cache, compute buffers and logits for " +
                                       std::to_string(hp_.n_layer) + " layers)",
                  "load the model with a smaller n_ctx (or n_batch)");
-    kv_ = std::make_unique<KVCache>(hp_, n_ctx_, params_.kv_type, kv_ctx_);
+    if (params_.n_seq_max < 1 || params_.n_seq_max > 256)
+        throw ValueError("n_seq_max must be in [1, 256], got " + std::to_string(params_.n_seq_max));
+    kv_ = std::make_unique<KVCache>(hp_, n_ctx_, params_.n_seq_max, params_.kv_type, kv_ctx_);
+    seq_past_ = std::vector<std::atomic<int>>((size_t)params_.n_seq_max);
+    for (auto& p : seq_past_) p = 0;
 
     n_threads_ = params_.n_threads > 0 ? params_.n_threads : physical_cores();
     pool_ = std::make_unique<ThreadPool>(n_threads_);
@@ -202,21 +224,46 @@ uint64_t DecoderModel::planned_bytes() const {
     // Every size here comes from the file or the arguments: saturating arithmetic, so an absurd
     // value gives UINT64_MAX (and a MemoryLimitError), never a wrapped small number.
     const uint64_t ctx = (uint64_t)n_ctx_, kv_elem = dtype_traits(params_.kv_type).type_size;
-    const uint64_t kv = mul_sat(mul_sat(mul_sat(2 * (uint64_t)hp_.n_layer, (uint64_t)hp_.n_embd_kv()), ctx), kv_elem);
+    const uint64_t cells = mul_sat(ctx, (uint64_t)std::max(params_.n_seq_max, 1));
+    const uint64_t kv = mul_sat(mul_sat(mul_sat(2 * (uint64_t)hp_.n_layer, (uint64_t)hp_.n_embd_kv()), cells), kv_elem);
     // compute buffers for one chunk of n_batch tokens, as f32: the logits (n_vocab), the attention
     // scores of every head against the whole context, and the activations of one block
     const uint64_t nb = (uint64_t)std::min(params_.n_batch, n_ctx_);
     uint64_t row = add_sat((uint64_t)hp_.n_vocab, mul_sat((uint64_t)hp_.n_head, ctx));
     row = add_sat(row, add_sat(8 * (uint64_t)hp_.n_embd, 3 * (uint64_t)hp_.n_ff));
+    if (params_.n_seq_max > 1)  // the two attention gather buffers
+        row = add_sat(row, 2 * (uint64_t)hp_.n_head * (uint64_t)hp_.head_dim);
     return add_sat(kv, mul_sat(mul_sat(nb, row), sizeof(float)));
 }
 
-void DecoderModel::truncate(int n) {
+void DecoderModel::check_seq(const char* what, int seq) const {
+    if (seq < 0 || seq >= (int)seq_past_.size())
+        throw ValueError(std::string(what) + ": sequence " + std::to_string(seq) + " is outside [0, n_seq_max = " +
+                         std::to_string(seq_past_.size()) + ")");
+}
+
+int DecoderModel::n_past_seq(int seq) const {
+    check_seq("n_past_seq", seq);
+    return seq_past_[(size_t)seq];
+}
+
+void DecoderModel::truncate_seq(int seq, int n) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (n < 0 || n > n_past_)
-        throw ValueError("truncate: n = " + std::to_string(n) + " is outside [0, n_past = " +
-                         std::to_string(n_past_) + "]");
-    n_past_ = n;
+    check_seq("truncate", seq);
+    const int past = seq_past_[(size_t)seq];
+    if (n < 0 || n > past)
+        throw ValueError("truncate: n = " + std::to_string(n) + " is outside [0, n_past = " + std::to_string(past) +
+                         "]" + (seq ? " of sequence " + std::to_string(seq) : std::string()));
+    seq_past_[(size_t)seq] = n;
+}
+
+void DecoderModel::copy_seq(int src, int dst) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw ValueError("copy_seq: the model is closed");
+    check_seq("copy_seq", src);
+    check_seq("copy_seq", dst);
+    kv_->copy_cells(src, dst, seq_past_[(size_t)src]);
+    seq_past_[(size_t)dst] = seq_past_[(size_t)src].load();
 }
 
 void DecoderModel::close() {
@@ -233,7 +280,7 @@ void DecoderModel::close() {
     converted_.clear();
     converted_bytes_ = 0;
     file_.reset();
-    n_past_ = 0;
+    for (auto& p : seq_past_) p = 0;
 }
 
 MemoryStats DecoderModel::memory() const {
@@ -269,8 +316,9 @@ void DecoderModel::run_chunks(const int32_t* ids, int64_t n, bool all_rows, bool
         if (ids[i] < 0 || ids[i] >= hp_.n_vocab)
             throw ValueError("eval: token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
                              " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
-    if ((int64_t)n_past_ + n > n_ctx_)
-        throw ContextFullError("context full: " + std::to_string(n_past_) + " tokens in the cache + " +
+    std::atomic<int>& past = seq_past_[0];
+    if ((int64_t)past + n > n_ctx_)
+        throw ContextFullError("context full: " + std::to_string(past) + " tokens in the cache + " +
                                std::to_string(n) + " new > n_ctx " + std::to_string(n_ctx_) +
                                " (reset() or load with a larger n_ctx)");
 
@@ -280,29 +328,102 @@ void DecoderModel::run_chunks(const int32_t* ids, int64_t n, bool all_rows, bool
         const int nt = (int)std::min<int64_t>(n_batch, n - start);
         const bool last_chunk = start + nt == n;
         graph_ctx_.clear();
-        Graph g;
         BatchInput in;
         in.n_tokens = nt;
-        in.n_past = n_past_;
+        in.seqs = {SeqSpan{0, 0, nt, past}};
         // rows wanted from this chunk: all, the last one, or none (prefill only)
         in.n_outputs = all_rows ? nt : (last_chunk ? 1 : 0);
         in.embeddings = embeddings;
         in.ids = graph_ctx_.new_tensor_external(DType::I32, {nt}, ids + start);
         pos_.resize((size_t)nt);
-        for (int i = 0; i < nt; ++i) pos_[(size_t)i] = n_past_ + i;
-        in.pos = graph_ctx_.new_tensor_external(DType::I32, {nt}, pos_.data());
+        for (int i = 0; i < nt; ++i) pos_[(size_t)i] = past + i;
+        run_graph(in, all_rows ? out_rows + start * row : out_rows, row);
+        past += nt;
+    }
+    graph_ctx_.clear();
+}
 
-        Tensor* out = build_graph(graph_ctx_, g, in);  // [row, n_outputs] or nullptr
-        if (out) g.build_forward(out);
-        compute(g, *pool_, n_threads_, &buf_);
-        n_past_ += nt;
-
-        if (in.n_outputs > 0) {
-            float* dst = all_rows ? out_rows + start * row : out_rows;
-            for (int r = 0; r < in.n_outputs; ++r)
-                std::memcpy(dst + (size_t)r * row, (const char*)out->data + r * out->nb[1],
-                            (size_t)row * sizeof(float));
+void DecoderModel::run_graph(BatchInput& in, float* dst, int64_t row) {
+    const int nt = in.n_tokens;
+    in.pos = graph_ctx_.new_tensor_external(DType::I32, {nt}, pos_.data());
+    if (in.seqs.size() > 1) {
+        const size_t need = (size_t)nt * hp_.n_head * hp_.head_dim;
+        for (auto& b : attn_out_) {
+            if (b.size() < need) b.resize(need);
         }
+        in.attn_out[0] = attn_out_[0].data();
+        in.attn_out[1] = attn_out_[1].data();
+    }
+    Graph g;
+    Tensor* out = build_graph(graph_ctx_, g, in);  // [row, n_outputs] or nullptr
+    if (out) g.build_forward(out);
+    compute(g, *pool_, n_threads_, &buf_);
+    for (int r = 0; r < in.n_outputs; ++r)
+        std::memcpy(dst + (size_t)r * row, (const char*)out->data + r * out->nb[1], (size_t)row * sizeof(float));
+}
+
+void DecoderModel::eval_batch(const std::vector<SeqTokens>& batch, float* logits) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw ValueError("eval_batch: the model is closed");
+    if (batch.empty()) throw ValueError("eval_batch: no sequences given");
+    std::vector<char> seen(seq_past_.size(), 0);
+    for (const SeqTokens& e : batch) {
+        check_seq("eval_batch", e.seq);
+        const std::string who = "eval_batch: sequence " + std::to_string(e.seq);
+        if (seen[(size_t)e.seq]++) throw ValueError(who + " appears more than once");
+        if (e.n <= 0) throw ValueError(who + ": no tokens given");
+        for (int64_t i = 0; i < e.n; ++i)
+            if (e.ids[i] < 0 || e.ids[i] >= hp_.n_vocab)
+                throw ValueError(who + ": token id " + std::to_string(e.ids[i]) + " at index " + std::to_string(i) +
+                                 " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
+        const int past = seq_past_[(size_t)e.seq];
+        if ((int64_t)past + e.n > n_ctx_)
+            throw ContextFullError(who + ": context full: " + std::to_string(past) + " tokens in the cache + " +
+                                   std::to_string(e.n) + " new > n_ctx " + std::to_string(n_ctx_));
+    }
+    // Chunks of at most n_batch rows, filled with the entries in order; an entry longer than the
+    // room left continues in the next chunk. The row after an entry's last token is its output.
+    const int n_batch = params_.n_batch;
+    size_t e = 0;
+    int64_t done = 0;  // tokens of batch[e] already in earlier chunks
+    std::vector<int32_t> ids;
+    std::vector<int> out_entry;  // entry of each output row of the chunk
+    while (e < batch.size()) {
+        graph_ctx_.clear();
+        BatchInput in;
+        ids.clear();
+        pos_.clear();
+        out_rows_.clear();
+        out_entry.clear();
+        while (e < batch.size() && (int)ids.size() < n_batch) {
+            const SeqTokens& t = batch[e];
+            const int take = (int)std::min<int64_t>(t.n - done, n_batch - (int)ids.size());
+            const int past = seq_past_[(size_t)t.seq];
+            in.seqs.push_back(SeqSpan{t.seq, (int)ids.size(), take, past});
+            for (int i = 0; i < take; ++i) {
+                ids.push_back(t.ids[done + i]);
+                pos_.push_back(past + i);
+            }
+            done += take;
+            if (done == t.n) {
+                out_rows_.push_back((int32_t)ids.size() - 1);
+                out_entry.push_back((int)e);
+                ++e;
+                done = 0;
+            }
+        }
+        in.n_tokens = (int)ids.size();
+        in.ids = graph_ctx_.new_tensor_external(DType::I32, {in.n_tokens}, ids.data());
+        in.n_outputs = (int)out_rows_.size();
+        // out_rows only when it is not "the last row" or "every row" (the old fast paths)
+        if (in.n_outputs > 0 && in.n_outputs < in.n_tokens && !(in.n_outputs == 1 && out_rows_[0] == in.n_tokens - 1))
+            in.out_rows = graph_ctx_.new_tensor_external(DType::I32, {in.n_outputs}, out_rows_.data());
+        rows_.resize((size_t)in.n_outputs * hp_.n_vocab);
+        run_graph(in, rows_.data(), hp_.n_vocab);
+        for (const SeqSpan& sp : in.seqs) seq_past_[(size_t)sp.seq] += sp.n;
+        for (int r = 0; r < in.n_outputs; ++r)
+            std::memcpy(logits + (size_t)out_entry[(size_t)r] * hp_.n_vocab, rows_.data() + (size_t)r * hp_.n_vocab,
+                        (size_t)hp_.n_vocab * sizeof(float));
     }
     graph_ctx_.clear();
 }

@@ -65,10 +65,10 @@ protected:
             Tensor* cur = block_norm(ctx, x, NormKind::LAYER, hp.norm_eps, l.attn_norm, l.attn_norm_b);
             Tensor* att = block_attention(ctx, g, hp, l, *kv_, il, cur, in, nullptr);
             if (last && in.n_outputs == 0) return nullptr;
-            if (last && in.n_outputs < in.n_tokens) {
-                att = block_last_row(ctx, att);
-                cur = block_last_row(ctx, cur);
-                x = block_last_row(ctx, x);
+            if (last) {
+                att = block_output_rows(ctx, att, in);
+                cur = block_output_rows(ctx, cur, in);
+                x = block_output_rows(ctx, x, in);
             }
             // parallel residual: both branches read the same normed input
             Tensor* att_out = block_linear(ctx, l.wo, l.bo, att);

@@ -92,9 +92,9 @@ protected:
             Tensor* cur = block_norm(ctx, x, NormKind::RMS, hp.norm_eps, l.attn_norm, nullptr);
             Tensor* att = block_attention(ctx, g, hp, l, *kv_, il, cur, in, w_.rope_freqs);
             if (last && in.n_outputs == 0) return nullptr;  // prefill chunk: the cache is all we need
-            if (last && in.n_outputs < in.n_tokens) {
-                att = block_last_row(ctx, att);
-                x = block_last_row(ctx, x);
+            if (last) {
+                att = block_output_rows(ctx, att, in);
+                x = block_output_rows(ctx, x, in);
             }
             x = add(ctx, x, block_linear(ctx, l.wo, l.bo, att));
             cur = block_norm(ctx, x, NormKind::RMS, hp.norm_eps, l.ffn_norm, nullptr);

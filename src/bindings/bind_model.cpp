@@ -1,5 +1,6 @@
 // Bindings for Model (model.h): _core.Model(path, n_ctx=0, n_batch=512, n_threads=0,
-// use_mmap=True, use_mlock=False, kv_type="f16"); eval(ids, all_logits=False) -> float32 logits
+// use_mmap=True, use_mlock=False, kv_type="f16", n_seq_max=1); eval_batch(seqs, ids) -> (k, n_vocab),
+// n_past_seq / truncate_seq / copy_seq; eval(ids, all_logits=False) -> float32 logits
 // (n, n_vocab) or (n_vocab,); eval_embeddings(ids) -> (n, n_embd); reset(); truncate(n); close(); properties n_past, n_vocab, n_ctx, n_embd,
 // n_layer, arch, n_threads (settable), metadata, memory, tokenizer (the Tokenizer binding).
 // Load, eval, reset, truncate and close release the GIL before they take the Model's mutex (a
@@ -59,7 +60,7 @@ void register_model(py::module_& m) {
 
     py::class_<Model>(m, "Model", "A loaded GGUF model: weights (mmap), tokenizer, KV cache.")
         .def(py::init([](const py::object& path, int n_ctx, int n_batch, int n_threads, bool use_mmap,
-                         bool use_mlock, const std::string& kv_type) {
+                         bool use_mlock, const std::string& kv_type, int n_seq_max) {
                  std::string p = py::str(py::module_::import("os").attr("fspath")(path));
                  ggmlpy::ModelParams mp;
                  mp.n_ctx = n_ctx;
@@ -67,6 +68,7 @@ void register_model(py::module_& m) {
                  mp.n_threads = n_threads;
                  mp.use_mmap = use_mmap;
                  mp.use_mlock = use_mlock;
+                 mp.n_seq_max = n_seq_max;
                  if (kv_type != "f16" && kv_type != "f32" && kv_type != "F16" && kv_type != "F32")
                      throw ggmlpy::ValueError("kv_type must be 'f16' or 'f32', got '" + kv_type + "'");
                  mp.kv_type = ggmlpy::dtype_from_name(kv_type);
@@ -78,7 +80,8 @@ void register_model(py::module_& m) {
                  return Model::load(p, mp);
              }),
              py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512, py::arg("n_threads") = 0,
-             py::arg("use_mmap") = true, py::arg("use_mlock") = false, py::arg("kv_type") = "f16")
+             py::arg("use_mmap") = true, py::arg("use_mlock") = false, py::arg("kv_type") = "f16",
+             py::arg("n_seq_max") = 1)
         .def("eval", [](Model& self, const py::object& ids, bool all_logits) {
                  Model& mdl = live(self, "eval");
                  std::vector<int32_t> v = to_ids(ids);
@@ -120,6 +123,40 @@ void register_model(py::module_& m) {
              py::arg("ids"),
              "Appends ids to the context; returns float32 final hidden states (len(ids), n_embd), "
              "after the output norm.")
+        .def("eval_batch", [](Model& self, const std::vector<int>& seqs, const std::vector<py::object>& ids) {
+                 Model& mdl = live(self, "eval_batch");
+                 if (seqs.size() != ids.size())
+                     throw ggmlpy::ValueError("eval_batch: " + std::to_string(seqs.size()) + " sequences but " +
+                                              std::to_string(ids.size()) + " id lists");
+                 std::vector<std::vector<int32_t>> lists;
+                 lists.reserve(ids.size());
+                 for (const py::object& o : ids) lists.push_back(to_ids(o));
+                 std::vector<ggmlpy::SeqTokens> batch;
+                 for (size_t i = 0; i < lists.size(); ++i)
+                     batch.push_back(ggmlpy::SeqTokens{seqs[i], lists[i].data(), (int64_t)lists[i].size()});
+                 py::array_t<float> out({(py::ssize_t)batch.size(), (py::ssize_t)mdl.n_vocab()});
+                 float* dst = out.mutable_data();
+                 {
+                     py::gil_scoped_release nogil;
+                     mdl.eval_batch(batch, dst);
+                 }
+                 return out;
+             },
+             py::arg("seqs"), py::arg("ids"),
+             "Appends ids[i] to sequence seqs[i] (distinct), all in shared forward passes; returns float32 "
+             "logits (len(seqs), n_vocab) after each sequence's last token.")
+        .def("n_past_seq", [](Model& self, int seq) { return self.n_past_seq(seq); }, py::arg("seq"))
+        .def("truncate_seq", [](Model& self, int seq, int n) {
+                 live(self, "truncate_seq");
+                 py::gil_scoped_release nogil;
+                 self.truncate_seq(seq, n);
+             }, py::arg("seq"), py::arg("n"), "Keeps the first n cached tokens of sequence seq.")
+        .def("copy_seq", [](Model& self, int src, int dst) {
+                 live(self, "copy_seq");
+                 py::gil_scoped_release nogil;
+                 self.copy_seq(src, dst);
+             }, py::arg("src"), py::arg("dst"), "Sequence dst's cache becomes a copy of src's (a forked prefix).")
+        .def_property_readonly("n_seq_max", &Model::n_seq_max)
         .def("reset", [](Model& self) {
                  live(self, "reset");
                  py::gil_scoped_release nogil;
