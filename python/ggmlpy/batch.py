@@ -10,6 +10,8 @@ sampler, stop strings and limits, and gives the same text as `generate` on that 
 Model.generate(list_of_prompts, ...) validates the arguments and calls generate_batch."""
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import deque
 from typing import List, Optional, Sequence
@@ -75,6 +77,58 @@ class _Sequence:
         return "".join(self.pieces)
 
 
+class _Slots:
+    """The sequences of one core in flight: each running _Sequence has a slot (a sequence id of
+    the KV cache); step() evaluates every slot's next ids in one eval_batch and samples. A prompt
+    longer than `chunk` tokens is fed `chunk` tokens per step (it does not stall the others)."""
+
+    def __init__(self, slots, chunk: Optional[int] = None):
+        self.free = list(slots)
+        self.active = {}     # slot -> _Sequence
+        self.feed = {}       # slot -> ids not yet evaluated
+        self.chunk = chunk
+
+    def admit(self, core, seq: "_Sequence", ids) -> bool:
+        if not self.free:
+            return False
+        slot = self.free.pop(0)
+        core.truncate_seq(slot, 0)
+        self.active[slot], self.feed[slot] = seq, list(ids)
+        return True
+
+    def drop(self, seq: "_Sequence") -> None:
+        for slot, s in list(self.active.items()):
+            if s is seq:
+                del self.active[slot], self.feed[slot]
+                self.free.append(slot)
+
+    def step(self, core) -> List["_Sequence"]:
+        """One forward pass; returns the sequences that finished in it."""
+        slots = list(self.feed)
+        take = {s: self.feed[s][: self.chunk] if self.chunk else self.feed[s] for s in slots}
+        t0 = time.perf_counter()
+        logits = core.eval_batch(slots, [take[s] for s in slots])
+        dt = time.perf_counter() - t0
+        finished = []
+        for row, slot in enumerate(slots):
+            seq = self.active[slot]
+            rest = self.feed[slot][len(take[slot]):]
+            if not seq.prompt_done:
+                seq.stats.prompt_time += dt
+                if rest:                  # more of the prompt to feed: nothing to sample yet
+                    self.feed[slot] = rest
+                    continue
+                seq.prompt_done = True
+            nxt = seq.step(logits[row])
+            if nxt is None:
+                finished.append(seq)
+                del self.active[slot], self.feed[slot]
+                self.free.append(slot)
+            else:
+                self.feed[slot] = [nxt]
+        return finished
+
+
 def generate_batch(model, prompts: Sequence[List[int]], samplers, max_new: Optional[int], stop,
                    ignore_eos: bool, stop_ids: Sequence[int]) -> List[str]:
     """Texts for prompts (token id lists), in order; model.last_stats becomes the list of their
@@ -84,35 +138,145 @@ def generate_batch(model, prompts: Sequence[List[int]], samplers, max_new: Optio
     with model._use() as core:
         # the batch uses sequence 0 too: what the prefix cache knew of it is void
         model._cache_chunks, model._cache_owner = [], None
-        n_slots = core.n_seq_max
+        slots = _Slots(range(core.n_seq_max))
         pending = deque(range(len(prompts)))
-        active = {}      # slot -> _Sequence
-        feed = {}        # slot -> ids to evaluate in the next pass
-        while pending or active:
-            for slot in range(n_slots):
-                if not pending:
-                    break
-                if slot not in active:
-                    i = pending.popleft()
-                    core.truncate_seq(slot, 0)
-                    active[slot] = _Sequence(i, prompts[i], samplers[i], max_new, stop, ignore_eos, stop_ids,
-                                             core.tokenizer, core.n_ctx)
-                    feed[slot] = prompts[i]
-            slots = list(feed)
-            t0 = time.perf_counter()
-            logits = core.eval_batch(slots, [feed[s] for s in slots])
-            dt = time.perf_counter() - t0
-            new_feed = {}
-            for row, slot in enumerate(slots):
-                seq = active[slot]
-                if not seq.prompt_done:           # the pass that evaluated its prompt
-                    seq.stats.prompt_time, seq.prompt_done = dt, True
-                nxt = seq.step(logits[row])
-                if nxt is None:
-                    results[seq.index] = seq
-                    del active[slot]
-                else:
-                    new_feed[slot] = [nxt]
-            feed = new_feed
+        while pending or slots.active:
+            while pending and slots.free:
+                i = pending.popleft()
+                seq = _Sequence(i, prompts[i], samplers[i], max_new, stop, ignore_eos, stop_ids,
+                                core.tokenizer, core.n_ctx)
+                slots.admit(core, seq, prompts[i])
+            for seq in slots.step(core):
+                results[seq.index] = seq
     model.last_stats = [s.stats for s in results]
     return [s.text for s in results]
+
+
+class BatchRequest:
+    """One request submitted to a BatchEngine: iterate it for the text pieces as they are
+    generated; `stats` is its GenerationStats; cancel() ends it at the next step (a client that
+    went away). Iterating raises the engine's error if the engine failed."""
+
+    _END = object()
+
+    def __init__(self, seq: _Sequence, ids) -> None:
+        self.seq, self.ids = seq, list(ids)
+        self.stats = seq.stats
+        self.cancelled = False
+        self._queue: "queue.Queue" = queue.Queue()
+        self._sent = 0
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def _push_new(self) -> None:
+        pieces = self.seq.pieces
+        while self._sent < len(pieces):
+            self._queue.put(pieces[self._sent])
+            self._sent += 1
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def text(self) -> str:
+        return "".join(self)
+
+
+class BatchEngine:
+    """Continuous batching for concurrent callers (the server): a background thread keeps up to
+    n_seq_max - 1 requests running on sequences 1 .. n_seq_max - 1 of the Model, one eval_batch
+    per step, admitting new requests between steps and dropping finished or cancelled ones.
+    Sequence 0 stays for the Model's one-sequence calls (generate, eval, embed), which interleave
+    with the engine's steps under the Model's lock. Long prompts are fed `prefill_chunk` tokens per
+    step. Each request gives the text generate() gives alone (batch invariance)."""
+
+    def __init__(self, model, prefill_chunk: int = 128) -> None:
+        n = model.n_seq_max
+        if n < 2:
+            raise ValueError(f"BatchEngine needs a Model with n_seq_max >= 2 (sequence 0 is kept for "
+                             f"one-sequence calls), got n_seq_max = {n}")
+        self.model = model
+        self.slots = _Slots(range(1, n), chunk=prefill_chunk)
+        self._pending: deque = deque()
+        self._requests: List[BatchRequest] = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="ggmlpy-batch-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def capacity(self) -> int:
+        return len(self.slots.free) + len(self.slots.active)
+
+    def load(self):
+        """(running, waiting) requests."""
+        with self._cv:
+            return len(self._requests) - len(self._pending), len(self._pending)
+
+    def submit(self, ids, sampler, max_new: Optional[int] = None, stop=None, ignore_eos: bool = False,
+               stop_ids=()) -> BatchRequest:
+        """Queues prompt ids (checked by the caller: non-empty, within n_ctx) for generation."""
+        m = self.model._m
+        seq = _Sequence(0, ids, sampler, max_new, stop, ignore_eos, frozenset(stop_ids), m.tokenizer, m.n_ctx)
+        req = BatchRequest(seq, ids)
+        with self._cv:
+            if self._closed:
+                raise ValueError("the batch engine is closed")
+            self._pending.append(req)
+            self._requests.append(req)
+            self._cv.notify()
+        return req
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
+
+    def _finish(self, req: BatchRequest, error: Optional[BaseException] = None) -> None:
+        req._push_new()
+        req._queue.put(error if error is not None else BatchRequest._END)
+        self._requests.remove(req)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._requests:
+                    self._cv.wait()
+                if self._closed:
+                    for req in list(self._requests):
+                        self._finish(req, ValueError("the batch engine was closed"))
+                    return
+                for req in [r for r in self._requests if r.cancelled]:
+                    if req in self._pending:
+                        self._pending.remove(req)
+                    self.slots.drop(req.seq)
+                    req.seq.stats.finish_reason = "interrupted"
+                    self._finish(req)
+            try:
+                with self.model._use() as core:
+                    with self._cv:
+                        while self._pending and self.slots.free:
+                            req = self._pending.popleft()
+                            self.slots.admit(core, req.seq, req.ids)
+                    finished = self.slots.step(core) if self.slots.active else []
+            except BaseException as e:      # the model was closed, or a bug: fail the requests, not the thread
+                with self._cv:
+                    for req in list(self._requests):
+                        self.slots.drop(req.seq)
+                        self._finish(req, e if isinstance(e, Exception) else RuntimeError(str(e)))
+                    self._pending.clear()
+                continue
+            with self._cv:
+                done = {id(s) for s in finished}
+                for req in list(self._requests):
+                    if id(req.seq) in done:
+                        self._finish(req)
+                    else:
+                        req._push_new()

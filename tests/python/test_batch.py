@@ -177,3 +177,55 @@ def test_bad_input(smollm2_path, smol8):
         smol8.generate(["ok", "word " * 600])
     with pytest.raises(TypeError, match=r"prompt\[1\]\[0\]"):
         smol8.generate([[1, 2], ["x"]])
+
+
+# ---- BatchEngine: continuous batching for concurrent callers -----------------------------------
+
+def test_engine_concurrent_requests_equal_solo(smollm2_path, smol_solo):
+    import threading
+    from ggmlpy.batch import BatchEngine
+    ref = [smol_solo.generate(p, max_new_tokens=20, temperature=0) for p in PROMPTS]
+    with ggmlpy.Model(smollm2_path, n_ctx=512, n_threads=2, n_seq_max=5) as m:
+        engine = BatchEngine(m, prefill_chunk=3)     # 4 slots for 8 callers; prompts fed 3 tokens a step
+        out = [None] * len(PROMPTS)
+
+        def client(i):
+            req = engine.submit(m.tokenize(PROMPTS[i]), _core.Sampler(temperature=0), max_new=20)
+            out[i] = "".join(req)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(PROMPTS))]
+        for t in threads:
+            t.start()
+        # a one-sequence call on sequence 0 meanwhile
+        solo_text = m.generate(PROMPTS[0], max_new_tokens=20, temperature=0)
+        for t in threads:
+            t.join(120)
+        assert out == ref and solo_text == ref[0]
+        engine.close()
+
+
+def test_engine_cancel_and_close(smollm2_path, smol_solo):
+    from ggmlpy.batch import BatchEngine
+    with ggmlpy.Model(smollm2_path, n_ctx=512, n_threads=2, n_seq_max=2) as m:
+        engine = BatchEngine(m)
+        long = engine.submit(m.tokenize("Tell me a story."), _core.Sampler(temperature=0), max_new=400,
+                             ignore_eos=True)
+        waiting = engine.submit(m.tokenize(PROMPTS[1]), _core.Sampler(temperature=0), max_new=8)
+        it = iter(long)
+        first = [next(it) for _ in range(3)]
+        assert engine.load() == (1, 1)              # one slot: the second request waits
+        long.cancel()                                # a client that went away
+        rest = list(it)
+        assert long.stats.finish_reason == "interrupted" and long.stats.generated_tokens < 400
+        assert first and "".join(first + rest)
+        assert waiting.text() == smol_solo.generate(PROMPTS[1], max_new_tokens=8, temperature=0)
+        # closing fails what is still queued, with a clear error
+        a = engine.submit(m.tokenize("One"), _core.Sampler(temperature=0), max_new=400, ignore_eos=True)
+        next(iter(a))
+        engine.close()
+        with pytest.raises(ValueError, match="closed"):
+            a.text()
+        with pytest.raises(ValueError, match="closed"):
+            engine.submit([1], _core.Sampler(temperature=0))
+    with ggmlpy.Model(smollm2_path, n_ctx=64, n_threads=2) as m1:
+        with pytest.raises(ValueError, match="n_seq_max >= 2"):
+            BatchEngine(m1)
