@@ -258,6 +258,20 @@ def _max_tokens(value, default_none_ok=True):
     return value
 
 
+def _constraint_kwargs(response_format, grammar):
+    """generate() keyword for response_format (OpenAI shapes, json_schema.py) or GBNF grammar text:
+    {"grammar": text}, or {} when the output is free text."""
+    from .json_schema import response_format_grammar
+    text = response_format_grammar(response_format)
+    if grammar is not None:
+        if text is not None:
+            raise ValueError("pass either response_format (json) or grammar, not both")
+        if not isinstance(grammar, str):
+            raise TypeError(f"grammar must be a str of GBNF rules, got {type(grammar).__name__}")
+        text = grammar
+    return {} if text is None else {"grammar": text}
+
+
 def _run(model, ids, max_tokens, stop, sampling, stop_ids=()):
     """(iterator of pieces, stats) for one generation, stats taken under the lock so another
     thread's call cannot swap it."""
@@ -285,16 +299,19 @@ def _finish(stats):
 
 def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, top_p=0.95, top_k=40,
                            min_p=0.05, stop=None, seed=None, stream=False, repeat_penalty=1.0,
-                           frequency_penalty=0.0, presence_penalty=0.0, chat_template=None):
+                           frequency_penalty=0.0, presence_penalty=0.0, chat_template=None,
+                           response_format=None, grammar=None):
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
     max_tokens = _max_tokens(max_tokens)
     stops = _stop_list(stop)
+    constrained = _constraint_kwargs(response_format, grammar)
     template = model_template(model, chat_template)
     bos, eos = special_tokens(model)
     text = render(template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
     ids = prompt_ids(model, text)
     sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
+    sampling.update(constrained)
     cid, created, name = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
     it, stats = _run(model, ids, max_tokens, stops, sampling, end_of_turn_ids(model, template))
     if not stream:
@@ -320,7 +337,7 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
 
 def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05,
                       stop=None, seed=None, stream=False, repeat_penalty=1.0, frequency_penalty=0.0,
-                      presence_penalty=0.0):
+                      presence_penalty=0.0, response_format=None, grammar=None):
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
     if not isinstance(prompt, (str, list, tuple)):
@@ -328,6 +345,7 @@ def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95,
     max_tokens = _max_tokens(max_tokens)
     stops = _stop_list(stop)
     sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
+    sampling.update(_constraint_kwargs(response_format, grammar))
     cid, created, name = "cmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
     it, stats = _run(model, prompt, max_tokens, stops, sampling)
 

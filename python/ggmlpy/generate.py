@@ -100,14 +100,19 @@ class GenerationStats:
 
 def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_tokens: Optional[int],
                    stop: Optional[Sequence[str]], ignore_eos: bool, stats: GenerationStats,
-                   stop_ids: Sequence[int] = ()) -> Iterator[str]:
+                   stop_ids: Sequence[int] = (), constraint=None) -> Iterator[str]:
     """Evaluates prompt_ids, then samples up to max_new_tokens (None: until EOS or the context is
     full), yielding text pieces. Fills `stats` as it goes (also when the caller stops iterating
     early or Ctrl-C interrupts between tokens). A core with `prefill(ids) -> (logits, n_cached)`
     keeps the part of the KV cache that already holds a prefix of prompt_ids and evaluates only
     the rest (multi-turn chat); other cores start from an empty context. stop_ids end the
     generation as EOS does (a template's end-of-turn token the vocabulary does not mark EOG);
-    they are not part of the text."""
+    they are not part of the text.
+
+    constraint (grammar.GrammarConstraint or None): masks the logits before each draw and accepts
+    each drawn token; EOS/EOG can only be drawn where its grammar is complete and then always ends
+    the text (ignore_eos does not apply), and generation stops ("stop") as soon as the grammar is
+    complete and nothing may follow. A limit reached before that is "length" and the text is cut."""
     utf8 = Utf8Stream()
     matcher = StopMatcher(stop)
     n_ctx = core.n_ctx
@@ -125,10 +130,14 @@ def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_
     sampler.accept_many(list(prompt_ids))   # penalties see the prompt too, as in llama.cpp / HF
     try:
         while max_new_tokens is None or stats.generated_tokens < max_new_tokens:
+            if constraint is not None:
+                logits = constraint.mask(logits)
             tid = sampler.sample(logits)
-            if not ignore_eos and (tokenizer.is_eog(tid) or tid in stop_ids):
+            if (not ignore_eos or constraint is not None) and (tokenizer.is_eog(tid) or tid in stop_ids):
                 stats.finish_reason = "stop"
                 break
+            if constraint is not None:
+                constraint.accept(tid)
             sampler.accept(tid)
             stats.token_ids.append(tid)
             stats.generated_tokens += 1
@@ -136,7 +145,7 @@ def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_
             if text:
                 stats.generation_time = time.perf_counter() - t1
                 yield text
-            if stopped:
+            if stopped or (constraint is not None and constraint.done):
                 stats.finish_reason = "stop"
                 break
             if max_new_tokens is not None and stats.generated_tokens >= max_new_tokens:

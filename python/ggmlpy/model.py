@@ -415,6 +415,7 @@ class Model:
                  stop: Optional[Union[str, Sequence[str]]] = None, seed: Optional[int] = None,
                  stream: bool = False, ignore_eos: bool = False, add_bos: Optional[bool] = None,
                  stop_token_ids: Optional[Sequence[int]] = None,
+                 grammar: Optional[str] = None, json_schema=None,
                  ) -> Union[str, Iterator[str]]:
         """Generates from prompt (text, or token ids). Returns the new text (without the prompt),
         or with stream=True an iterator of text pieces. temperature 0 is greedy. Ends at EOS/EOG or
@@ -423,7 +424,11 @@ class Model:
         Timings and the finish reason are in `last_stats` afterwards. The part of the prompt the
         KV cache already holds (the previous call's prompt and reply: a chat's earlier turns) is
         not evaluated again (`last_stats.cached_tokens`). The Model may be shared between threads
-        and generators (see the class docstring)."""
+        and generators (see the class docstring).
+
+        grammar (GBNF text) or json_schema (a JSON Schema dict) constrains every sampled token so
+        the text is a sentence of the grammar / a JSON document valid under the schema; it ends
+        when the grammar is complete ("stop"), or is cut by max_new_tokens ("length")."""
         m = self._m
         if max_new_tokens is not None:
             max_new_tokens = _int("max_new_tokens", max_new_tokens, -1, 2**62,
@@ -452,6 +457,9 @@ class Model:
             # the sampler validates the float ranges and names the parameter
             return _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, **floats)
 
+        from .grammar import constraint_for, grammar_text
+        constraint_text = grammar_text(grammar, json_schema)   # a bad grammar raises here, once
+
         if _is_prompt_list(prompt):
             from .batch import generate_batch
             if stream:
@@ -464,14 +472,15 @@ class Model:
             else:          # one seed for all (None: a fresh draw per prompt)
                 samplers = [sampler_for(seed) for _ in prompts]
             ids = [self._prompt_ids(p, add_bos, f"prompt[{i}]") for i, p in enumerate(prompts)]
-            return generate_batch(self, ids, samplers, max_new_tokens, stop, ignore_eos, stop_ids)
+            constraints = [constraint_for(self, constraint_text) for _ in prompts]
+            return generate_batch(self, ids, samplers, max_new_tokens, stop, ignore_eos, stop_ids, constraints)
 
         sampler = sampler_for(seed)
         ids = self._prompt_ids(prompt, add_bos, "prompt")
         stats = GenerationStats(seed=sampler.seed)
         self.last_stats = stats
         it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,
-                            ignore_eos, stats, stop_ids)
+                            ignore_eos, stats, stop_ids, constraint=constraint_for(self, constraint_text))
         if stream:
             return it          # takes the lock per token (in _eval_chunk)
         with self._lock:       # the whole call at once: other callers wait, none re-syncs
@@ -518,25 +527,32 @@ class Model:
                                top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,
                                seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
                                frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-                               chat_template: Optional[str] = None):
+                               chat_template: Optional[str] = None, response_format=None,
+                               grammar: Optional[str] = None):
         """An OpenAI `chat.completion` dict, or with stream=True an iterator of
-        `chat.completion.chunk` dicts (the last one has finish_reason and usage)."""
+        `chat.completion.chunk` dicts (the last one has finish_reason and usage).
+        response_format {"type": "json_object"} or {"type": "json_schema", "json_schema":
+        {"name": ..., "schema": {...}}} (or grammar=GBNF text) constrains the reply."""
         from . import chat
         return chat.create_chat_completion(
             self, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, chat_template=chat_template)
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, chat_template=chat_template,
+            response_format=response_format, grammar=grammar)
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, temperature: float = 0.8,
                           top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,
                           seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
-                          frequency_penalty: float = 0.0, presence_penalty: float = 0.0):
-        """An OpenAI `text_completion` dict (or an iterator of them with stream=True)."""
+                          frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+                          response_format=None, grammar: Optional[str] = None):
+        """An OpenAI `text_completion` dict (or an iterator of them with stream=True);
+        response_format / grammar as in create_chat_completion."""
         from . import chat
         return chat.create_completion(
             self, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            response_format=response_format, grammar=grammar)
 
     def chat(self, messages_or_text, **kwargs) -> str:
         """The assistant's reply as a str; a str argument is one user message. Keyword arguments

@@ -12,4 +12,5 @@ void register_tokenizer(py::module_& m);  // bind_tokenizer.cpp
 void register_gguf(py::module_& m);       // bind_gguf.cpp: GGUF reader (metadata, tensor infos)
 void register_model(py::module_& m);      // bind_model.cpp: Model load/eval/reset
 void register_sampler(py::module_& m);    // bind_sampler.cpp
+void register_grammar(py::module_& m);    // bind_grammar.cpp: GBNF grammars, token masks
 }  // namespace ggmlpy_bind

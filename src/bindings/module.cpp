@@ -32,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
     ggmlpy_bind::register_gguf(m);
     ggmlpy_bind::register_model(m);
     ggmlpy_bind::register_sampler(m);
+    ggmlpy_bind::register_grammar(m);
 }

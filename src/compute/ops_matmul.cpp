@@ -47,13 +47,8 @@ MatmulPlan plan_of(const Tensor* t) {
     // decode kernels (gemm_prep, decode, vec_dot_prep) take it
     const bool many = b->ne[1] > 1, q80 = m.vdt == DType::Q8_0;
     m.gemm_prep = many && q80 && m.tk->gemm_prep;
-    // Float weights (vec_dot_type F32) take the gemm tiles for one activation row too, not
-    // vec_dot / decode: the tiles sum each output in one order whatever their shape, so a row's
-    // outputs have the same bits at any batch size (batch invariance: eval_batch). The quantized
-    // types' decode and prefill kernels already share one order.
-    const bool float_w = m.vdt == DType::F32;
-    m.gemm = (many || float_w) && !m.gemm_prep && m.tk->gemm;
-    m.decode = !many && !m.gemm && m.tk->decode;
+    m.gemm = many && !m.gemm_prep && m.tk->gemm;
+    m.decode = !many && m.tk->decode;
     m.rx = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_x : m.gemm ? m.tk->gemm_rows_x : 1);
     m.ry = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_y : m.tk->gemm_rows_y);
     m.prep = q80 && (m.gemm_prep || m.decode || (!m.gemm && m.tk->vec_dot_prep));

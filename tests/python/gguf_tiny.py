@@ -41,6 +41,60 @@ def add_spm_vocab(w, n_vocab, model="llama"):
     w.add_unk_token_id(0)
 
 
+def gpt2_byte_symbols():
+    """GPT-2's byte -> printable symbol table (bytes_to_unicode), as byte-level BPE vocabularies use."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def bpe_vocab(n_vocab, extra_pieces=()):
+    """A byte-level BPE vocabulary: the 256 byte symbols, then extra_pieces (bytes; multi-byte
+    tokens, possibly parts of UTF-8 characters), filled up with letter pairs; the last token is
+    <|endoftext|> (control). Returns (tokens, types, merges); merges build each extra piece left to
+    right, so the tokenizer can produce them."""
+    sym = gpt2_byte_symbols()
+    tokens = [sym[b] for b in range(256)]
+    merges, seen = [], set(tokens)
+    pieces = list(extra_pieces) + [bytes([a, b]) for a in b"abcdefghij" for b in b"abcdefghij"]
+    for p in pieces:
+        if len(tokens) >= n_vocab - 1:
+            break
+        text = "".join(sym[b] for b in p)
+        if len(p) < 2 or text in seen:
+            continue
+        for k in range(2, len(p) + 1):   # every left prefix becomes a token, made by one merge
+            left, right = "".join(sym[b] for b in p[:k - 1]), sym[p[k - 1]]
+            if left + right not in seen and len(tokens) < n_vocab - 1:
+                merges.append(left + " " + right)
+                tokens.append(left + right)
+                seen.add(left + right)
+    types = [1] * len(tokens)
+    while len(tokens) < n_vocab - 1:
+        tokens.append(f"<|unused_{len(tokens)}|>")
+        types.append(5)
+    tokens.append("<|endoftext|>")
+    types.append(3)
+    return tokens, types, merges
+
+
+def add_bpe_vocab(w, n_vocab, extra_pieces=()):
+    tokens, types, merges = bpe_vocab(n_vocab, extra_pieces)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(n_vocab - 1)
+    w.add_eos_token_id(n_vocab - 1)
+
+
 def add_tensor(w, name, t, outtype):
     a = t.detach().to(torch.float32).numpy()
     if a.ndim == 1 or outtype == "f32":
@@ -96,9 +150,10 @@ def llama_permute(w, n_head):
 
 
 def write_llama_gguf(model, path, outtype="f32", arch="llama", skip=(), overrides=None,
-                     tokenizer_model="llama"):
+                     tokenizer_model="llama", bpe_pieces=None):
     """Write an HF LlamaForCausalLM as a llama GGUF. skip: tensor names to leave out;
-    overrides: {gguf tensor name: torch tensor} replacing what is written (bad-shape tests)."""
+    overrides: {gguf tensor name: torch tensor} replacing what is written (bad-shape tests);
+    bpe_pieces: write a byte-level BPE vocabulary (bpe_vocab) with these extra pieces instead of SPM."""
     cfg = model.config
     overrides = overrides or {}
     w = gguf.GGUFWriter(str(path), arch)
@@ -119,7 +174,10 @@ def write_llama_gguf(model, path, outtype="f32", arch="llama", skip=(), override
     w.add_rope_dimension_count(hd)
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type(0 if outtype == "f32" else 1 if outtype == "f16" else 7)
-    add_spm_vocab(w, cfg.vocab_size, tokenizer_model)
+    if bpe_pieces is not None:
+        add_bpe_vocab(w, cfg.vocab_size, bpe_pieces)
+    else:
+        add_spm_vocab(w, cfg.vocab_size, tokenizer_model)
 
     sd = model.state_dict()
     tensors = {"token_embd.weight": sd["model.embed_tokens.weight"],

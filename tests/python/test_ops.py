@@ -157,6 +157,34 @@ def test_mul_mat_decode_equals_prefill_bits(nth, qtype):
     assert np.array_equal(np.asarray(dec).reshape(B, M).view(np.uint32), full[:, 0].view(np.uint32))
 
 
+@pytest.mark.parametrize("nth", THREADS)
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("K", [64, 72, 77, 576])
+def test_mul_mat_float_decode_equals_prefill_bits(nth, wtype, K):
+    """Float weights: one activation row (decode: DotF on two rows in lockstep) and many (the gemm
+    tiles, whatever their shape) sum each output in one order, so a row's outputs have the same
+    bits at any batch size (what eval_batch's batch invariance rests on). K covers an even and an
+    odd number of 8-blocks and a tail."""
+    M = 37
+    w = rand(M, K)
+    if wtype == "f16":
+        raw = w.astype(np.float16)
+    elif wtype == "bf16":
+        raw = to_bf16_bits(w)
+    else:
+        raw = w
+    x = rand(13, K)
+    g = ops.Graph()
+    full, = run(g, [g.mul_mat(g.input(raw, type=wtype, ne=[K, M]), g.input(x))], nth)
+    full = np.asarray(full).reshape(13, M)
+    for n in (0, 5, 12):
+        for lo, hi in ((n, n + 1), (0, n + 1)):      # the row alone, and in a batch of another size
+            g1 = ops.Graph()
+            part, = run(g1, [g1.mul_mat(g1.input(raw, type=wtype, ne=[K, M]), g1.input(x[lo:hi]))], nth)
+            part = np.asarray(part).reshape(hi - lo, M)
+            assert np.array_equal(part[n - lo].view(np.uint32), full[n].view(np.uint32)), (lo, hi, n)
+
+
 # ---- causal attention products (mul_mat_causal) ------------------------------------------------
 
 def _weights(g, w, wtype):

@@ -28,8 +28,9 @@ inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
                              _mm256_set1_epi16(1));
 }
-// float gemm tile (16 ymm registers: 8 accumulators, 4 activation vectors, 1 weight vector)
-constexpr int kTileFX = 2, kTileFY = 4;
+// float gemm tile (16 ymm registers: 12 accumulators (two per output), 3 activation vectors,
+// 1 weight vector)
+constexpr int kTileFX = 2, kTileFY = 3;
 
 }  // namespace
 }  // namespace ggmlpy

@@ -21,8 +21,9 @@ inline __m256i s8_ycorr(__m256i y) {
                             _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), y));
 }
 inline __m256i s8_dot(__m256i corr, __m256i xp, __m256i y) { return _mm256_dpbusd_epi32(corr, xp, y); }
-// float gemm tile (32 vector registers)
-constexpr int kTileFX = 4, kTileFY = 4;
+// float gemm tile (32 vector registers: 24 accumulators (two per output), 3 activation vectors,
+// 1 weight vector)
+constexpr int kTileFX = 4, kTileFY = 3;
 
 }  // namespace
 }  // namespace ggmlpy

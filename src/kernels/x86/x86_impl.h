@@ -559,38 +559,45 @@ struct WBF16 {
     }
 };
 
-inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+// The horizontal sum the float gemm's hadd tree gives one accumulator a:
+// ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)). DotF ends with it so that decode and gemm
+// give the same bits.
+inline float hsum_tree(__m256 a) {
+    alignas(32) float f[8];
+    _mm256_store_ps(f, a);
+    return ((f[0] + f[1]) + (f[2] + f[3])) + ((f[4] + f[5]) + (f[6] + f[7]));
 }
 
-// vec_dot: f32 FMA into 4 independent accumulators (decode is bandwidth-bound; the exact-in-double
-// variant was compute-bound on F16). Tolerance vs the double reference: (n+4)*eps*sum|x_i*y_i|.
-// rows<R>: R weight rows x[r] against y, *s[r] = their dots, each with R = 1's ops (vec_dot); R = 2
-// reads two rows in lockstep (decode_pairs).
+// Float dot products in one summation order shared with GemmF (batch invariance: an output has
+// the same bits whether one activation row (decode) or a tile of them (gemm) computes it): two
+// accumulators per row, taking alternate blocks of 8 (even blocks in acc 0, odd in acc 1; a last
+// odd block in acc 0), then acc 0 + acc 1, hsum_tree, and the tail past the last block of 8
+// added one by one. Two accumulators per row keep two FMA chains in flight per stream (decode is
+// bandwidth-bound and reads two rows in lockstep). Tolerance vs the double reference:
+// (n+4)*eps*sum|x_i*y_i|.
+// rows<R>: R weight rows x[r] against y, *s[r] = their dots.
 template <typename W>
 struct DotF {
     template <int R>
     static void rows(int64_t n, float* const* s, const char* const* vx, const void* vy) {
         using E = typename W::E;
         const float* y = (const float*)vy;
-        __m256 a[R][4];
-        for (int r = 0; r < R; ++r)
-            for (int q = 0; q < 4; ++q) a[r][q] = _mm256_setzero_ps();
+        __m256 a[R][2];
+        for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
         int64_t i = 0;
-        for (; i + 32 <= n; i += 32) {
+        for (; i + 16 <= n; i += 16) {
 #pragma GCC unroll 2
             for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-                for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 2
+                for (int q = 0; q < 2; ++q)
                     a[r][q] = _mm256_fmadd_ps(W::load8((const E*)vx[r] + i + 8 * q), _mm256_loadu_ps(y + i + 8 * q), a[r][q]);
         }
-        for (; i + 8 <= n; i += 8)
+        if (i + 8 <= n) {
             for (int r = 0; r < R; ++r) a[r][0] = _mm256_fmadd_ps(W::load8((const E*)vx[r] + i), _mm256_loadu_ps(y + i), a[r][0]);
+            i += 8;
+        }
         for (int r = 0; r < R; ++r) {
-            float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_add_ps(a[r][2], a[r][3])));
+            float sum = hsum_tree(_mm256_add_ps(a[r][0], a[r][1]));
             for (int64_t j = i; j < n; ++j) sum += W::one((const E*)vx[r] + j) * y[j];
             *s[r] = sum;
         }
@@ -602,39 +609,56 @@ void vec_dot_fw(int64_t n, float* s, const void* vx, const void* vy) {
     DotF<W>::template rows<1>(n, &s, &x, vy);
 }
 
-// gemm: f32 FMA accumulation (prefill is compute-bound); tolerance vs the double reference
-// (n+4)*eps*sum|x_i*y_i|, as vec_dot_fw
+// gemm: f32 FMA accumulation (prefill is compute-bound), each output summed in DotF's order:
+// two accumulators per (row, column) on alternate blocks of 8, their sum, the hadd tree (which
+// gives hsum_tree per accumulator), then the tail. Tolerance vs the double reference as DotF.
 template <typename W>
 struct GemmF {
     template <int RX, int RY>
     static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* y, size_t by) {
         // fully unrolled, so the accumulators stay in registers (left as loops, GCC -O2 kept them
         // on the stack: a load and a store around every FMA)
-        __m256 acc[RX][RY];
+        __m256 acc[RX][RY][2];
 #pragma GCC unroll 8
         for (int r = 0; r < RX; ++r)
 #pragma GCC unroll 8
-            for (int c = 0; c < RY; ++c) acc[r][c] = _mm256_setzero_ps();
+            for (int c = 0; c < RY; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
         int64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            __m256 yv[RY];
+        for (; i + 16 <= n; i += 16) {
+#pragma GCC unroll 2
+            for (int q = 0; q < 2; ++q) {
+                __m256 yv[RY];
 #pragma GCC unroll 8
-            for (int c = 0; c < RY; ++c) yv[c] = _mm256_loadu_ps((const float*)(y + c * by) + i);
+                for (int c = 0; c < RY; ++c) yv[c] = _mm256_loadu_ps((const float*)(y + c * by) + i + 8 * q);
+#pragma GCC unroll 8
+                for (int r = 0; r < RX; ++r) {
+                    const __m256 xv = W::load8((const typename W::E*)(x + r * bx) + i + 8 * q);
+#pragma GCC unroll 8
+                    for (int c = 0; c < RY; ++c) acc[r][c][q] = _mm256_fmadd_ps(xv, yv[c], acc[r][c][q]);
+                }
+            }
+        }
+        if (i + 8 <= n) {
 #pragma GCC unroll 8
             for (int r = 0; r < RX; ++r) {
                 const __m256 xv = W::load8((const typename W::E*)(x + r * bx) + i);
 #pragma GCC unroll 8
-                for (int c = 0; c < RY; ++c) acc[r][c] = _mm256_fmadd_ps(xv, yv[c], acc[r][c]);
+                for (int c = 0; c < RY; ++c)
+                    acc[r][c][0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps((const float*)(y + c * by) + i), acc[r][c][0]);
             }
+            i += 8;
         }
-        // horizontal sums of the RX*RY accumulators, 8 per transposed hadd tree (lane p = pair p)
+        // horizontal sums of the RX*RY accumulator pairs, 8 per transposed hadd tree (lane p = pair p)
         constexpr int NP = RX * RY, NG = (NP + 7) / 8;
         alignas(32) float out[NG * 8];
 #pragma GCC unroll 4
         for (int g = 0; g < NG; ++g) {
             __m256 a[8];
 #pragma GCC unroll 8
-            for (int q = 0; q < 8; ++q) a[q] = 8 * g + q < NP ? acc[(8 * g + q) / RY][(8 * g + q) % RY] : _mm256_setzero_ps();
+            for (int q = 0; q < 8; ++q) {
+                const int p = 8 * g + q;
+                a[q] = p < NP ? _mm256_add_ps(acc[p / RY][p % RY][0], acc[p / RY][p % RY][1]) : _mm256_setzero_ps();
+            }
             const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
             const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
             _mm256_store_ps(out + 8 * g, _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20),
