@@ -138,6 +138,18 @@ def test_response_format_json_schema(client, server):
     bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
     _error(_post(server, "/chat/completions", {"messages": CHAT, "response_format": bad}), 400,
            param="response_format")
+    _error(_post(server, "/chat/completions", {"messages": CHAT, "stream": True, "response_format": bad}), 400,
+           param="response_format")
+
+
+def test_completion_grammar_and_response_format(server):
+    body = {"prompt": "Is the sky blue? Answer:", "max_tokens": 8, "temperature": 0}
+    r = _post(server, "/completions", dict(body, grammar='root ::= " yes" | " no"')).json()
+    assert r["choices"][0]["text"] in (" yes", " no") and r["choices"][0]["finish_reason"] == "stop"
+    r = _post(server, "/completions", dict(body, max_tokens=40, response_format={"type": "json_object"})).json()
+    assert r["choices"][0]["text"].lstrip().startswith("{")
+    _error(_post(server, "/completions", dict(body, grammar="root ::= (")), 400, param="grammar")
+    _error(_post(server, "/completions", dict(body, grammar=5)), 400, "invalid_type", "grammar")
 
 
 # ---- concurrency ------------------------------------------------------------------------------
@@ -324,7 +336,7 @@ WEIRD = [None, True, -1, 0, 2**70, -1e300, 0.5, "", "x", [], [1], ["a"], {}, {"a
 FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
           "min_p", "stop", "seed", "stream", "stream_options", "n", "logprobs", "presence_penalty",
           "frequency_penalty", "repeat_penalty", "response_format", "tools", "logit_bias", "input",
-          "encoding_format", "dimensions", "echo", "suffix", "user"]
+          "encoding_format", "dimensions", "echo", "suffix", "user", "grammar"]
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings"])

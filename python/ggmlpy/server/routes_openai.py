@@ -3,7 +3,6 @@ Model. Parameters are checked (400 naming the field) before a request takes a pl
 generation runs in worker threads (engine.py)."""
 import base64
 import contextlib
-import inspect
 
 import numpy as np
 from starlette.responses import JSONResponse, Response
@@ -126,18 +125,32 @@ async def _stream_chunks(engine, it, n_prompt, include_usage):
         await inner.aclose()
 
 
-def _response_format(f: Fields, model):
-    """response_format for create_chat_completion: {"type": "text"} is the default and needs
-    nothing; json_object / json_schema go to the model when its API takes response_format."""
+def _constraints(f: Fields):
+    """response_format (OpenAI: {"type": "json_object"} or {"type": "json_schema", "json_schema":
+    {...}}) and grammar (GBNF text, as llama.cpp's server takes it) for create_*_completion, which
+    compile them into a grammar that constrains sampling. {"type": "text"} is the default."""
+    out = {}
     rf = f.obj("response_format")
-    if rf is None or rf.get("type") == "text":
-        return {}
-    if rf.get("type") not in ("json_object", "json_schema"):
-        raise bad_param("response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'")
-    if "response_format" not in inspect.signature(model.create_chat_completion).parameters:
-        raise bad_param("response_format", "'response_format' is not supported by this ggmlpy version",
-                        "unsupported")
-    return {"response_format": rf}
+    if rf is not None and rf.get("type") != "text":
+        if rf.get("type") not in ("json_object", "json_schema"):
+            raise bad_param("response_format",
+                            "'response_format.type' must be 'text', 'json_object' or 'json_schema'")
+        out["response_format"] = rf
+    grammar = f.string("grammar", None)
+    if grammar is not None:
+        out["grammar"] = grammar
+    return out
+
+
+async def _run_constrained(generate, kwargs):
+    """_generate, naming the field when a schema or grammar the compiler refuses is found (when
+    generation starts; every other field was checked before)."""
+    try:
+        return await generate()
+    except APIError as e:
+        if e.status == 400 and e.param is None:
+            e.param = "grammar" if "grammar" in kwargs else "response_format" if "response_format" in kwargs else None
+        raise
 
 
 async def chat_completions(request):
@@ -151,7 +164,7 @@ async def chat_completions(request):
     kwargs["max_tokens"] = max_tokens(f, None)
     f.unsupported("tools", lambda v: v == [])
     f.unsupported("tool_choice", lambda v: v == "none")
-    kwargs.update(_response_format(f, model))
+    kwargs.update(_constraints(f))
     stream = f.boolean("stream", False)
     include_usage = stream_options(f, stream)
 
@@ -171,15 +184,9 @@ async def chat_completions(request):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
-    try:
-        return await _generate(request, engine, stream, include_usage,
-                               lambda: model.create_chat_completion(messages, stream=True, **kwargs),
-                               n_prompt, assemble)
-    except APIError as e:
-        # a schema the grammar compiler refuses is found when generation starts: name the field
-        if "response_format" in kwargs and e.status == 400 and e.param is None:
-            e.param = "response_format"
-        raise
+    return await _run_constrained(lambda: _generate(
+        request, engine, stream, include_usage, lambda: model.create_chat_completion(messages, stream=True, **kwargs),
+        n_prompt, assemble), kwargs)
 
 
 async def completions(request):
@@ -190,6 +197,7 @@ async def completions(request):
     kwargs["max_tokens"] = max_tokens(f, 16)
     f.unsupported("echo", lambda v: v is False)
     f.unsupported("suffix", lambda v: v == "")
+    kwargs.update(_constraints(f))
     stream = f.boolean("stream", False)
     include_usage = stream_options(f, stream)
     prompt, n_prompt = await engine.call(lambda: _prompt(f.body.get("prompt", ""), model))
@@ -202,8 +210,9 @@ async def completions(request):
                 "choices": [{"text": "".join(c["choices"][0]["text"] for c in chunks), "index": 0,
                              "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
-    return await _generate(request, engine, stream, include_usage,
-                           lambda: model.create_completion(prompt, stream=True, **kwargs), n_prompt, assemble)
+    return await _run_constrained(lambda: _generate(
+        request, engine, stream, include_usage, lambda: model.create_completion(prompt, stream=True, **kwargs),
+        n_prompt, assemble), kwargs)
 
 
 # ---- embeddings --------------------------------------------------------------------------------
