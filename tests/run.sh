@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 JOBS="$(nproc 2>/dev/null || echo 2)"
 
 # ---- system tools: command -> Debian package (NEON step: cross compiler + qemu; fuzzing: clang
-# with libFuzzer's runtime, which libclang-rt-14-dev holds) ----
+# with libFuzzer's runtime, which libclang-rt-14-dev holds; the web page test: headless Chromium
+# and its driver) ----
 declare -A PKG=([aarch64-linux-gnu-g++]=g++-aarch64-linux-gnu [qemu-aarch64]=qemu-user [cmake]=cmake
-                [clang++-14]=clang-14)
+                [clang++-14]=clang-14 [chromium]=chromium [chromedriver]=chromium-driver)
 missing=()
 for tool in "${!PKG[@]}"; do
   command -v "$tool" >/dev/null || missing+=("${PKG[$tool]}")
@@ -36,7 +37,7 @@ if ((${#missing[@]})); then
     exit 1
   fi
 fi
-python -c "import ggmlpy, pytest, torch, transformers, atheris, pybind11" 2>/dev/null || {
+python -c "import ggmlpy, pytest, torch, transformers, atheris, pybind11, starlette, uvicorn, openai, selenium" 2>/dev/null || {
   echo 'tests/run.sh: the Python test dependencies are missing; run: pip install torch==2.13.0 ".[test]"' >&2
   exit 1
 }

@@ -1,4 +1,4 @@
-"""ggmlpy command line: `ggmlpy info|generate|chat|bench|download|convert|quantize ...`.
+"""ggmlpy command line: `ggmlpy info|generate|chat|bench|download|convert|quantize|serve ...`.
 Flags follow llama.cpp / ggml (-m model, -p prompt, -n new tokens, -t threads). Bad input (missing
 file, bad GGUF, bad argument) prints one line `ggmlpy: error: ...` on stderr and exits 1."""
 import argparse
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_quantize(sub)
     from .cli_chat import add_subparser as add_chat
     add_chat(sub)
+    from .server.cli import add_subparser as add_serve   # imports the server extra only when run
+    add_serve(sub)
     return p
 
 
