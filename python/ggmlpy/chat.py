@@ -282,6 +282,14 @@ def _run(model, ids, max_tokens, stop, sampling, stop_ids=()):
     return it, stats
 
 
+def _whole_call(model):
+    """The Model's lock for reading a whole reply at once (other callers wait instead of making it
+    restore its KV cache per token), except with start_batching's engine, whose thread takes the
+    lock for every step: holding it here would stop the engine."""
+    import contextlib
+    return model._lock if model._batch_engine is None else contextlib.nullcontext()
+
+
 def _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty):
     return dict(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
                 repetition_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
@@ -315,7 +323,7 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
     cid, created, name = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
     it, stats = _run(model, ids, max_tokens, stops, sampling, end_of_turn_ids(model, template))
     if not stream:
-        with model._lock:
+        with _whole_call(model):
             content = "".join(it)
         return {"id": cid, "object": "chat.completion", "created": created, "model": name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -353,7 +361,7 @@ def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95,
         return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
 
     if not stream:
-        with model._lock:
+        with _whole_call(model):
             text = "".join(it)
         return {"id": cid, "object": "text_completion", "created": created, "model": name,
                 "choices": [choice(text, _finish(stats))], "usage": _usage(stats)}

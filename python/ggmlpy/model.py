@@ -151,6 +151,14 @@ def _is_prompt_list(prompt) -> bool:
             and isinstance(prompt[0], (str, bytes, bytearray, list, tuple, np.ndarray)))
 
 
+def _engine_stream(req):
+    """The text pieces of a BatchEngine request; closing the iterator early cancels it."""
+    try:
+        yield from req
+    finally:
+        req.cancel()
+
+
 class _Generation:
     """One generation's view of a shared Model, with the interface run_generation drives (reset,
     eval, n_past, n_ctx). It remembers its own evals (the chunks of token ids, in order); each
@@ -204,6 +212,7 @@ class Model:
         # they belong to (None: eval() calls or unknown). Only changed with the lock held.
         self._cache_chunks: List[Tuple[int, ...]] = []
         self._cache_owner: Optional[_Generation] = None
+        self._batch_engine = None       # start_batching()
         n_ctx = _int("n_ctx", n_ctx, 0, INT32_MAX, "an int >= 0 (0: the model's)")
         n_threads = _int("n_threads", n_threads, 0, INT32_MAX, "an int >= 0 (0: physical cores)")
         n_batch = _int("n_batch", n_batch, 1, INT32_MAX, "an int >= 1")
@@ -247,12 +256,32 @@ class Model:
                 raise ValueError("Model is closed")
             yield self._core
 
+    def start_batching(self, prefill_chunk: int = 128) -> None:
+        """From now on, generate() calls with one prompt (and the chat / completion calls built on
+        it) from any number of threads run together: a background thread (batch.BatchEngine)
+        steps up to n_seq_max - 1 of them per forward pass on sequences 1 .. n_seq_max - 1,
+        admitting new ones between steps, feeding long prompts prefill_chunk tokens a step. Each
+        gives the text it gives alone. Needs n_seq_max >= 2; close() stops it. Prefix reuse across
+        calls does not apply to these generations."""
+        from .batch import BatchEngine
+        prefill_chunk = _int("prefill_chunk", prefill_chunk, 1, INT32_MAX, "an int >= 1")
+        with self._use():
+            if self._batch_engine is None:
+                self._batch_engine = BatchEngine(self, prefill_chunk=prefill_chunk)
+
+    def stop_batching(self) -> None:
+        """Stops the engine of start_batching; requests still running end with an error."""
+        engine, self._batch_engine = self._batch_engine, None
+        if engine is not None:
+            engine.close()
+
     def close(self) -> None:
         """Releases the weights mapping and the KV cache; the Model cannot be used afterwards.
         Waits for a call running in another thread to finish first."""
         lock = getattr(self, "_lock", None)
         if lock is None:     # __init__ failed before the lock existed
             return
+        self.stop_batching()
         with lock:
             if self._core is not None:
                 core, self._core = self._core, None
@@ -477,6 +506,13 @@ class Model:
 
         sampler = sampler_for(seed)
         ids = self._prompt_ids(prompt, add_bos, "prompt")
+        engine = self._batch_engine
+        if engine is not None:     # continuous batching (start_batching): on a sequence of its own
+            req = engine.submit(ids, sampler, max_new_tokens, stop, ignore_eos, stop_ids,
+                                constraint_for(self, constraint_text))
+            self.last_stats = req.stats
+            it = _engine_stream(req)
+            return it if stream else "".join(it)
         stats = GenerationStats(seed=sampler.seed)
         self.last_stats = stats
         it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,

@@ -182,6 +182,32 @@ def test_concurrent_streaming_clients(client):
     assert got == alone and all(s.strip() for s in alone)
 
 
+def test_batched_server_eight_streaming_clients(smollm2_path, model):
+    # --parallel 8: continuous batching; 8 concurrent streaming clients through the official
+    # client each get the greedy reply the library gives alone
+    prompts = [f"Write one short sentence about the number {i}." for i in range(8)]
+    want = [model.chat(p, temperature=0, max_tokens=16) for p in prompts]
+    with run_server(smollm2_path, "--parallel", "8", "-t", "2") as s:
+        client = openai.OpenAI(base_url=s.base_url, api_key="none", max_retries=0, timeout=120)
+        got, errors = [None] * 8, []
+
+        def worker(i):
+            try:
+                stream = client.chat.completions.create(model=r_model(client), stream=True, temperature=0,
+                                                        max_tokens=16,
+                                                        messages=[{"role": "user", "content": prompts[i]}])
+                got[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            except Exception as e:        # reported below with the index
+                errors.append((i, repr(e)))
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        assert got == want and all(w.strip() for w in want)
+
+
 def test_content_parts_are_joined(server):
     parts = [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}]
     as_parts = _post(server, "/chat/completions", {"messages": [CHAT[0], {"role": "user", "content": parts}],
@@ -191,8 +217,8 @@ def test_content_parts_are_joined(server):
 
 
 def test_parallel_slots_interleave_without_mixing(smollm2_path):
-    # --parallel 2: two generations advance token by token on the one Model; each must still
-    # give exactly its text alone (the Model restores each one's cache at every switch)
+    # --parallel 2: two generations run batched (continuous batching, each on its own sequence of
+    # the KV cache); each must still give exactly its text alone
     with run_server(smollm2_path, "--parallel", "2") as s:
         prompts = ["The sky is", "My favourite food is", "In 1969, astronauts"]
 

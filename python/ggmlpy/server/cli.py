@@ -18,7 +18,8 @@ def add_subparser(sub):
     s.add_argument("--cors-origin", action="append", default=[],
                    help="allow browser requests from this origin (repeatable; '*': any); default: CORS off")
     s.add_argument("--parallel", type=int, default=1,
-                   help="generations at once; more than 1 interleave per token on the one model")
+                   help="generations at once; more than 1 run batched (continuous batching: one forward "
+                        "pass per step for all of them; the KV cache holds parallel + 1 sequences of -c each)")
     s.add_argument("--queue-size", type=int, default=16,
                    help="requests that may wait for a generation; more are answered 503")
     s.add_argument("--max-body-size", type=int, default=8 * 2**20, help="largest request body in bytes (413)")
@@ -43,8 +44,10 @@ def cmd_serve(a) -> int:
     from ..model import Model
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
-                  use_mmap=not a.no_mmap, use_mlock=a.mlock)
+                  use_mmap=not a.no_mmap, use_mlock=a.mlock, n_seq_max=a.parallel + 1 if a.parallel > 1 else 1)
     try:
+        if a.parallel > 1:
+            model.start_batching()
         app = create_app(model, ServerConfig(api_key=api_key, cors_origins=a.cors_origin, parallel=a.parallel,
                                              queue_size=a.queue_size, max_body_bytes=a.max_body_size,
                                              model_id=a.alias))

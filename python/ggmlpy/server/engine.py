@@ -4,9 +4,10 @@ generation slots) and running the model's blocking iterators in worker threads.
 Threading: the event loop never runs model code. Each step of a generation (`next()` on the
 iterator create_*_completion returns) runs in a worker thread via anyio.to_thread, so the loop
 keeps serving /health, /metrics and new requests while tokens are computed. A Model serializes
-its own calls (an RLock, taken per token by streaming iterators); `parallel` slots > 1 interleave
-generations per token, and each switch makes the Model restore the other generation's KV cache,
-so the default is 1 slot and a queue: requests then run one after the other, each at full speed.
+its own calls (an RLock, taken per token by streaming iterators). With `parallel` slots > 1 the
+Model runs continuous batching (Model.start_batching, `ggmlpy serve --parallel N`): the slots'
+generations are stepped together, one forward pass per token for all of them, each on its own
+sequence of the KV cache. The default is 1 slot and a queue: requests run one after the other.
 
 Cancellation: a request's iterator is advanced only while its client is there. When the client
 goes (the stream's send fails, or a non-streaming request sees http.disconnect between tokens),

@@ -58,7 +58,7 @@ namespace dp {
 // ---- float weights (F32/F16/BF16) against f32 activations: 16 lanes of f32 FMA -------------
 // Weight element kinds (fp16_t and bf16_t are both uint16_t, so the kind is explicit).
 enum class FK { F32, F16, BF16 };
-// Loads 8 weights as f32 (two float32x4); element i alone for the tail.
+// Loads 8 weights as f32 (two float32x4); element i alone for the partial last block.
 template <FK K>
 inline void load8(const void* p, float32x4_t& a, float32x4_t& b) {
     if constexpr (K == FK::F32) {
@@ -97,9 +97,18 @@ void vec_dot_float(int64_t n, float* s, const void* vx, const void* vy) {
         acc[2] = vfmaq_f32(acc[2], a2, vld1q_f32(y + i + 8));
         acc[3] = vfmaq_f32(acc[3], a3, vld1q_f32(y + i + 12));
     }
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-    for (; i < n; ++i) sum += load1<K>(vx, i) * y[i];
-    *s = sum;
+    if (i < n) {
+        // the partial last block, zero-filled: zeros padded past n leave the sum as it is, so the
+        // causal attention product (whose reduced length is cut per tile of queries) gives a
+        // query the same bits however the prompt was split into chunks
+        float xt[16] = {0}, yt[16] = {0};
+        for (int64_t j = 0; j < n - i; ++j) {
+            xt[j] = load1<K>(vx, i + j);
+            yt[j] = y[i + j];
+        }
+        for (int q = 0; q < 4; ++q) acc[q] = vfmaq_f32(acc[q], vld1q_f32(xt + 4 * q), vld1q_f32(yt + 4 * q));
+    }
+    *s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
 }
 
 template <VecDotFn F>

@@ -568,13 +568,22 @@ inline float hsum_tree(__m256 a) {
     return ((f[0] + f[1]) + (f[2] + f[3])) + ((f[4] + f[5]) + (f[6] + f[7]));
 }
 
+// A partial last block of a float row, n < 8 elements from p, as 8 floats (zeros past n).
+template <typename W>
+inline __m256 load_partial(const typename W::E* p, int64_t n) {
+    alignas(32) float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = 0; j < n; ++j) f[j] = W::one(p + j);
+    return _mm256_load_ps(f);
+}
+
 // Float dot products in one summation order shared with GemmF (batch invariance: an output has
 // the same bits whether one activation row (decode) or a tile of them (gemm) computes it): two
-// accumulators per row, taking alternate blocks of 8 (even blocks in acc 0, odd in acc 1; a last
-// odd block in acc 0), then acc 0 + acc 1, hsum_tree, and the tail past the last block of 8
-// added one by one. Two accumulators per row keep two FMA chains in flight per stream (decode is
-// bandwidth-bound and reads two rows in lockstep). Tolerance vs the double reference:
-// (n+4)*eps*sum|x_i*y_i|.
+// accumulators per row taking alternate blocks of 8 (block b into accumulator b % 2), a partial
+// last block zero-filled into its accumulator, then acc 0 + acc 1 and hsum_tree. Products of
+// zeros leave a lane as it was, so padding a row with zeros (the causal attention product, whose
+// reduced length is cut per tile of queries, see forward_mul_mat) gives the same bits. Two
+// accumulators per row keep two FMA chains in flight per stream (decode is bandwidth-bound and
+// reads two rows in lockstep). Tolerance vs the double reference: (n+4)*eps*sum|x_i*y_i|.
 // rows<R>: R weight rows x[r] against y, *s[r] = their dots.
 template <typename W>
 struct DotF {
@@ -592,15 +601,17 @@ struct DotF {
                 for (int q = 0; q < 2; ++q)
                     a[r][q] = _mm256_fmadd_ps(W::load8((const E*)vx[r] + i + 8 * q), _mm256_loadu_ps(y + i + 8 * q), a[r][q]);
         }
+        int q = 0;  // the accumulator of the next block
         if (i + 8 <= n) {
             for (int r = 0; r < R; ++r) a[r][0] = _mm256_fmadd_ps(W::load8((const E*)vx[r] + i), _mm256_loadu_ps(y + i), a[r][0]);
             i += 8;
+            q = 1;
         }
-        for (int r = 0; r < R; ++r) {
-            float sum = hsum_tree(_mm256_add_ps(a[r][0], a[r][1]));
-            for (int64_t j = i; j < n; ++j) sum += W::one((const E*)vx[r] + j) * y[j];
-            *s[r] = sum;
+        if (i < n) {
+            const __m256 yv = load_partial<WF32>(y + i, n - i);
+            for (int r = 0; r < R; ++r) a[r][q] = _mm256_fmadd_ps(load_partial<W>((const E*)vx[r] + i, n - i), yv, a[r][q]);
         }
+        for (int r = 0; r < R; ++r) *s[r] = hsum_tree(_mm256_add_ps(a[r][0], a[r][1]));
     }
 };
 template <typename W>
@@ -610,8 +621,8 @@ void vec_dot_fw(int64_t n, float* s, const void* vx, const void* vy) {
 }
 
 // gemm: f32 FMA accumulation (prefill is compute-bound), each output summed in DotF's order:
-// two accumulators per (row, column) on alternate blocks of 8, their sum, the hadd tree (which
-// gives hsum_tree per accumulator), then the tail. Tolerance vs the double reference as DotF.
+// two accumulators per (row, column) on alternate blocks of 8, a zero-filled partial last block,
+// their sum, and the hadd tree (which gives hsum_tree per accumulator). Tolerance as DotF.
 template <typename W>
 struct GemmF {
     template <int RX, int RY>
@@ -638,6 +649,7 @@ struct GemmF {
                 }
             }
         }
+        int qn = 0;  // the accumulator of the next block
         if (i + 8 <= n) {
 #pragma GCC unroll 8
             for (int r = 0; r < RX; ++r) {
@@ -647,6 +659,15 @@ struct GemmF {
                     acc[r][c][0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps((const float*)(y + c * by) + i), acc[r][c][0]);
             }
             i += 8;
+            qn = 1;
+        }
+        if (i < n) {  // the partial last block, zero-filled (DotF's order)
+            __m256 yv[RY];
+            for (int c = 0; c < RY; ++c) yv[c] = load_partial<WF32>((const float*)(y + c * by) + i, n - i);
+            for (int r = 0; r < RX; ++r) {
+                const __m256 xv = load_partial<W>((const typename W::E*)(x + r * bx) + i, n - i);
+                for (int c = 0; c < RY; ++c) acc[r][c][qn] = _mm256_fmadd_ps(xv, yv[c], acc[r][c][qn]);
+            }
         }
         // horizontal sums of the RX*RY accumulator pairs, 8 per transposed hadd tree (lane p = pair p)
         constexpr int NP = RX * RY, NG = (NP + 7) / 8;
@@ -665,13 +686,7 @@ struct GemmF {
                                                        _mm256_permute2f128_ps(h0, h1, 0x31)));
         }
         for (int r = 0; r < RX; ++r)
-            for (int c = 0; c < RY; ++c) {
-                float t = out[r * RY + c];
-                const typename W::E* xr = (const typename W::E*)(x + r * bx);
-                const float* yr = (const float*)(y + c * by);
-                for (int64_t j = i; j < n; ++j) t += W::one(xr + j) * yr[j];
-                s[c * bs + r] = t;
-            }
+            for (int c = 0; c < RY; ++c) s[c * bs + r] = out[r * RY + c];
     }
 };
 
