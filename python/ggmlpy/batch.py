@@ -53,21 +53,47 @@ class _Sequence:
 class _Slots:
     """The sequences of one core in flight: each running _Sequence has a slot (a sequence id of
     the KV cache); step() evaluates every slot's next ids in one eval_batch and samples. A prompt
-    longer than `chunk` tokens is fed `chunk` tokens per step (it does not stall the others)."""
+    longer than `chunk` tokens is fed `chunk` tokens per step (it does not stall the others).
+    Each slot remembers the ids its cache holds, and a new prompt takes a free slot that holds a
+    prefix of it where one does, evaluating only the rest (a chat's next turn on the server); the
+    bits do not depend on how a prompt was split, so the text is the same as from an empty slot."""
 
     def __init__(self, slots, chunk: Optional[int] = None):
         self.free = list(slots)
         self.active = {}     # slot -> _Sequence
         self.feed = {}       # slot -> ids not yet evaluated
+        self.cached = {s: [] for s in self.free}   # slot -> ids in its KV cache
+        self.used = {s: 0 for s in self.free}      # slot -> when it was last admitted to
+        self.clock = 0
         self.chunk = chunk
 
     def admit(self, core, seq: "_Sequence", ids) -> bool:
         if not self.free:
             return False
-        slot = self.free.pop(0)
-        core.truncate_seq(slot, 0)
-        self.active[slot], self.feed[slot] = seq, list(ids)
+        ids = list(ids)
+
+        def common(slot):     # reusable tokens; the last prompt token is always evaluated
+            held, n = self.cached[slot], 0
+            while n < min(len(held), len(ids) - 1) and held[n] == ids[n]:
+                n += 1
+            return n
+        # the free slot whose cache loses the fewest ids (others' histories stay for their next
+        # turns), then the one that reuses the most, then the one used longest ago
+        slot = min(self.free, key=lambda s: (len(self.cached[s]) - common(s), -common(s), self.used[s]))
+        keep = common(slot)
+        self.free.remove(slot)
+        self.clock += 1
+        self.used[slot] = self.clock
+        core.truncate_seq(slot, keep)
+        del self.cached[slot][keep:]
+        seq.stats.cached_tokens = keep
+        self.active[slot], self.feed[slot] = seq, ids[keep:]
         return True
+
+    def invalidate(self) -> None:
+        """After a failed pass: what the caches hold is unknown, so nothing is reused."""
+        for slot in self.cached:
+            self.cached[slot] = []
 
     def drop(self, seq: "_Sequence") -> None:
         for slot, s in list(self.active.items()):
@@ -80,8 +106,14 @@ class _Slots:
         slots = list(self.feed)
         take = {s: self.feed[s][: self.chunk] if self.chunk else self.feed[s] for s in slots}
         t0 = time.perf_counter()
-        logits = core.eval_batch(slots, [take[s] for s in slots])
+        try:
+            logits = core.eval_batch(slots, [take[s] for s in slots])
+        except BaseException:
+            self.invalidate()
+            raise
         dt = time.perf_counter() - t0
+        for s in slots:
+            self.cached[s] += take[s]
         finished = []
         for row, slot in enumerate(slots):
             seq = self.active[slot]

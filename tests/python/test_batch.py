@@ -242,3 +242,26 @@ def test_generate_list_with_a_json_schema(smol_solo, smol8):
     assert out == ref
     for text, st in zip(out, smol8.last_stats):
         assert st.finish_reason == "stop" and set(json.loads(text)) == {"name", "age"}
+
+
+def test_engine_reuses_a_slots_prefix(smollm2_path, smol_solo):
+    # a chat's next turn takes the slot holding its history and evaluates only the new tokens;
+    # the reply is the one an empty cache gives
+    from ggmlpy.batch import BatchEngine
+    turn1 = [{"role": "user", "content": "Name three colors."}]
+    with ggmlpy.Model(smollm2_path, n_ctx=512, n_threads=2, n_seq_max=3) as m:
+        m.start_batching(prefill_chunk=7)
+        r1 = m.chat(turn1, temperature=0, max_tokens=20)
+        st1 = m.last_stats
+        assert st1.cached_tokens == 0
+        m.chat([{"role": "user", "content": "Something else entirely."}], temperature=0, max_tokens=5)
+        turn2 = turn1 + [{"role": "assistant", "content": r1}, {"role": "user", "content": "And two more?"}]
+        r2 = m.chat(turn2, temperature=0, max_tokens=20)
+        assert m.last_stats.cached_tokens >= st1.prompt_tokens   # the whole first prompt, at least
+        m.stop_batching()
+    smol_solo.reset()
+    assert r1 == smol_solo.chat(turn1, temperature=0, max_tokens=20)
+    smol_solo.reset()
+    assert r2 == smol_solo.chat(turn2, temperature=0, max_tokens=20)
+    with pytest.raises(ValueError, match="n_seq_max >= 2"):
+        smol_solo.start_batching()
