@@ -215,10 +215,6 @@ class BatchEngine:
         self._thread = threading.Thread(target=self._run, name="ggmlpy-batch-engine", daemon=True)
         self._thread.start()
 
-    @property
-    def capacity(self) -> int:
-        return len(self.slots.free) + len(self.slots.active)
-
     def load(self):
         """(running, waiting) requests."""
         with self._cv:

@@ -154,32 +154,37 @@ def test_completion_grammar_and_response_format(server):
 
 # ---- concurrency ------------------------------------------------------------------------------
 
-def test_concurrent_streaming_clients(client):
-    prompts = [f"Write one short sentence about the number {i}." for i in range(8)]
-    name = r_model(client)
+def _ask(client, prompt, stream):
+    """The greedy reply (16 tokens) to one user message, streamed or not."""
+    kw = dict(model=r_model(client), messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=16)
+    if not stream:
+        return client.chat.completions.create(**kw).choices[0].message.content
+    return "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw)
+                   if c.choices)
 
-    def ask(p, stream):
-        kw = dict(model=name, messages=[{"role": "user", "content": p}], temperature=0, max_tokens=16)
-        if not stream:
-            return client.chat.completions.create(**kw).choices[0].message.content
-        return "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw)
-                       if c.choices)
 
-    alone = [ask(p, False) for p in prompts]
-    got, errors = [None] * 8, []
+def _streams_at_once(client, prompts):
+    """Every prompt streamed by its own client thread, all at once: the replies, in order."""
+    got, errors = [None] * len(prompts), []
 
     def worker(i):
         try:
-            got[i] = ask(prompts[i], True)
+            got[i] = _ask(client, prompts[i], True)
         except Exception as e:        # reported below with the index
             errors.append((i, repr(e)))
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     assert not errors, errors
-    assert got == alone and all(s.strip() for s in alone)
+    return got
+
+
+def test_concurrent_streaming_clients(client):
+    prompts = [f"Write one short sentence about the number {i}." for i in range(8)]
+    alone = [_ask(client, p, False) for p in prompts]
+    assert _streams_at_once(client, prompts) == alone and all(s.strip() for s in alone)
 
 
 def test_batched_server_eight_streaming_clients(smollm2_path, model):
@@ -189,23 +194,7 @@ def test_batched_server_eight_streaming_clients(smollm2_path, model):
     want = [model.chat(p, temperature=0, max_tokens=16) for p in prompts]
     with run_server(smollm2_path, "--parallel", "8", "-t", "2") as s:
         client = openai.OpenAI(base_url=s.base_url, api_key="none", max_retries=0, timeout=120)
-        got, errors = [None] * 8, []
-
-        def worker(i):
-            try:
-                stream = client.chat.completions.create(model=r_model(client), stream=True, temperature=0,
-                                                        max_tokens=16,
-                                                        messages=[{"role": "user", "content": prompts[i]}])
-                got[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-            except Exception as e:        # reported below with the index
-                errors.append((i, repr(e)))
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert not errors, errors
-        assert got == want and all(w.strip() for w in want)
+        assert _streams_at_once(client, prompts) == want and all(w.strip() for w in want)
 
 
 def test_content_parts_are_joined(server):
