@@ -9,7 +9,7 @@
 // measured under the same load, and with as many tries. "L2 GB/s" is decode with the weights in
 // cache, the compute-bound speed; "% 1-strm" compares decode with the bandwidth of one read stream
 // per thread, the access pattern decode itself has. BENCH_NOGEMM=1 runs the prefill shape with one
-// vec_dot per pair instead of the gemm tiles (gemm_prep or gemm).
+// vec_dot per pair instead of the gemm tiles (gemm_pack or gemm).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -164,13 +164,14 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
     size_t yrs;
     const auto y = make_acts(kt, tk.vec_dot_type, w.k, ny, &yrs);
     std::vector<float> out((size_t)ny * w.rows);
-    // as mul_mat prefills: on the activation rows' q8_0_prep data where the table has gemm_prep
-    const bool gp = tk.gemm_prep && !getenv("BENCH_NOGEMM");
-    const size_t prs = gp ? (q8_0_prep_size(w.k) + 63) / 64 * 64 : 0;
-    std::vector<uint8_t> preps(prs * ny);
-    for (int64_t r = 0; gp && r < ny; ++r) q8_0_prep(&y[r * yrs], &preps[r * prs], w.k);
-    const int tx = std::max(1, gp ? tk.gemm_prep_rows_x : tk.gemm_rows_x);
-    const int ty = std::max(1, gp ? tk.gemm_prep_rows_y : tk.gemm_rows_y);
+    // as mul_mat prefills: on panels of 8 packed activation rows where the table has gemm_pack
+    const bool gp = tk.gemm_pack && !getenv("BENCH_NOGEMM");
+    const size_t prs = gp ? q8_0_pack8_size(w.k) : 0;
+    std::vector<uint8_t> panels(prs * (ny + 7) / 8);
+    for (int64_t r = 0; gp && r < ny; r += 8)
+        q8_0_pack8(&y[r * yrs], yrs, (int)std::min<int64_t>(8, ny - r), &panels[r / 8 * prs], w.k);
+    const int tx = std::max(1, gp ? tk.gemm_pack_rows_x : tk.gemm_rows_x);
+    const int ty = gp ? 8 : std::max(1, tk.gemm_rows_y);
     double best = 1e30;
     for (int rep = 0; rep < 3; ++rep) {
         const double t = run_threads(nth, [&](int ti) {
@@ -182,7 +183,7 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
                     for (int64_t c = c0; c < c1; c += ty) {
                         const int nry = (int)std::min<int64_t>(ty, c1 - c);
                         if (gp)
-                            tk.gemm_prep(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &preps[c * prs], prs, nry);
+                            tk.gemm_pack(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &panels[c / 8 * prs], 0, nry);
                         else if (tk.gemm && !getenv("BENCH_NOGEMM"))
                             tk.gemm(w.k, &out[c * w.rows + r], w.rows, &w.data[r * w.rs], w.rs, nrx, &y[c * yrs], yrs, nry);
                         else
@@ -274,7 +275,7 @@ int main(int argc, char** argv) {
             const double bytes = (double)w.data.size();
             std::printf("%-6s %3d %11.1f %8.1f %7.0f%% %8.0f%% %8.1f %9.1f %8.1f %13.1f %6dx%d\n", tn.c_str(), nth,
                         median(gbs), median(bws), median(pct), median(pct1), median(gbs) * 1e9 / bytes, median(bws) * 1e9 / bytes, median(l2s), median(gfs),
-                        tk.gemm_prep ? tk.gemm_prep_rows_x : tk.gemm_rows_x, tk.gemm_prep ? tk.gemm_prep_rows_y : tk.gemm_rows_y);
+                        tk.gemm_pack ? tk.gemm_pack_rows_x : tk.gemm_rows_x, tk.gemm_pack ? 8 : tk.gemm_rows_y);
             std::fflush(stdout);
         }
     }

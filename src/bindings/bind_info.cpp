@@ -52,7 +52,7 @@ std::string info_text() {
 
 // out[c, r] = dot(weight row r, activation row c) through one named table, exactly as matmul
 // does it: activations converted once per row to the partner type (from_float), then vec_dot,
-// or (use_gemm) the gemm_prep tiles on the rows' q8_0_prep data where the table has them, else
+// or (use_gemm) the gemm_pack tiles on q8_0_pack8 panels of 8 rows where the table has them, else
 // the gemm tiles. w: nrows rows of type t with n elements each (bytes); x: (m, n) float32.
 // Returns (out (m, nrows) float32, partner type name, partner rows as bytes). For tests.
 py::tuple kernel_matmul(const std::string& table, const std::string& type_name,
@@ -84,16 +84,16 @@ py::tuple kernel_matmul(const std::string& table, const std::string& type_name,
         py::gil_scoped_release release;
         for (int64_t c = 0; c < m; ++c) from_float(xp + c * n, &ybytes[(size_t)c * prs], n);
         const char* yp = ybytes.data();
-        if (use_gemm && k.gemm_prep && p == DType::Q8_0) {  // prefill on the rows' q8_0_prep data
-            const size_t pps = q8_0_prep_size(n);
-            std::vector<char> prep(pps * (size_t)m);
-            for (int64_t c = 0; c < m; ++c) q8_0_prep(yp + c * prs, &prep[(size_t)c * pps], n);
-            const int tx = std::max(1, k.gemm_prep_rows_x), ty = std::max(1, k.gemm_prep_rows_y);
-            for (int64_t c0 = 0; c0 < m; c0 += ty)
+        if (use_gemm && k.gemm_pack && p == DType::Q8_0) {  // prefill on panels of 8 packed rows
+            std::vector<char> panel(q8_0_pack8_size(n));
+            const int tx = std::max(1, k.gemm_pack_rows_x);
+            for (int64_t c0 = 0; c0 < m; c0 += 8) {
+                const int ty = (int)std::min<int64_t>(8, m - c0);
+                q8_0_pack8(yp + c0 * prs, prs, ty, panel.data(), n);
                 for (int64_t r0 = 0; r0 < nrows; r0 += tx)
-                    k.gemm_prep(n, op + c0 * nrows + r0, (size_t)nrows, wp + r0 * rs, rs,
-                                (int)std::min<int64_t>(tx, nrows - r0), &prep[(size_t)c0 * pps], pps,
-                                (int)std::min<int64_t>(ty, m - c0));
+                    k.gemm_pack(n, op + c0 * nrows + r0, (size_t)nrows, wp + r0 * rs, rs,
+                                (int)std::min<int64_t>(tx, nrows - r0), panel.data(), 0, ty);
+            }
         } else if (use_gemm && k.gemm) {
             const int tx = std::max(1, k.gemm_rows_x), ty = std::max(1, k.gemm_rows_y);
             for (int64_t c0 = 0; c0 < m; c0 += ty)

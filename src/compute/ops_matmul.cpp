@@ -2,8 +2,8 @@
 // partner type (vec_dot_type) activations become; each activation row is converted ONCE into the
 // shared scratch (rows split over threads, then a barrier), then weight rows are split over
 // threads in chunks taken from an atomic counter (so 2 threads balance under load). Prefill uses
-// the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows), or gemm_prep
-// on the activation rows' per-block data derived once (kernels.h) where the table has it; decode
+// the table's gemm on tiles (gemm_rows_x weight rows x gemm_rows_y activation rows), or gemm_pack
+// on panels of 8 activation rows packed once (kernels.h) where the table has it; decode
 // (one activation row) uses the table's decode on each chunk of weight rows where it has one, else
 // vec_dot per weight row, or vec_dot_prep with that per-block data.
 // mul_mat_causal nodes (attention) skip the products a causal mask discards.
@@ -25,13 +25,16 @@ struct MatmulPlan {
     bool direct;        // b's rows are used in place (f32 partner and dense rows)
     size_t y_row;       // bytes per converted activation row
     size_t temp_off;    // per-thread gather rows (strided b, non-f32 partner), from wdata
-    bool gemm_prep;     // prefill with gemm_prep on the activation rows' q8_0_prep data
-    bool gemm;          // prefill with gemm (no gemm_prep)
-    int rx, ry;         // tile: weight rows x activation rows per gemm / gemm_prep call
+    bool gemm_pack;     // prefill with gemm_pack on q8_0_pack8 panels of 8 activation rows
+    bool gemm;          // prefill with gemm (no gemm_pack)
+    int rx, ry;         // tile: weight rows x activation rows per gemm / gemm_pack call
     bool decode;        // one activation row: the table's decode on each chunk of weight rows
-    bool prep;          // per activation row q8_0_prep data at prep_off (gemm_prep, decode, vec_dot_prep)
+    bool prep;          // per activation row q8_0_prep data at prep_off (decode, vec_dot_prep)
     size_t prep_row;    // bytes of prep data per activation row
     size_t prep_off;
+    int64_t n_panels;   // gemm_pack: panels per batch (ceil(rows / 8)), pack_size bytes each at pack_off
+    size_t pack_size;
+    size_t pack_off;
 };
 
 MatmulPlan plan_of(const Tensor* t) {
@@ -48,17 +51,21 @@ MatmulPlan plan_of(const Tensor* t) {
     // Q8_0 SmolLM2 83 vs 142 t/s aggregate). Decode and gemm give the same bits, so this choice
     // never changes a result.
     const bool many = b->ne[1] > (m.tk->decode ? 2 : 1), q80 = m.vdt == DType::Q8_0;
-    m.gemm_prep = many && q80 && m.tk->gemm_prep;
-    m.gemm = many && !m.gemm_prep && m.tk->gemm;
+    m.gemm_pack = many && q80 && m.tk->gemm_pack;
+    m.gemm = many && !m.gemm_pack && m.tk->gemm;
     m.decode = !many && m.tk->decode;
-    m.rx = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_x : m.gemm ? m.tk->gemm_rows_x : 1);
-    m.ry = std::max(1, m.gemm_prep ? m.tk->gemm_prep_rows_y : m.tk->gemm_rows_y);
-    // derive each activation row's per-block data once (kernels.h) where the table's prefill or
-    // decode kernels (gemm_prep, decode, vec_dot_prep) take it
-    m.prep = q80 && (m.gemm_prep || m.decode || (!m.gemm && m.tk->vec_dot_prep));
+    m.rx = std::max(1, m.gemm_pack ? m.tk->gemm_pack_rows_x : m.gemm ? m.tk->gemm_rows_x : 1);
+    m.ry = m.gemm_pack ? 8 : std::max(1, m.tk->gemm_rows_y);
+    // derive each activation row's per-block data once (kernels.h) where the table's decode
+    // kernels (decode, vec_dot_prep) take it
+    m.prep = q80 && !m.gemm_pack && (m.decode || (!m.gemm && m.tk->vec_dot_prep));
     m.prep_row = m.prep ? (q8_0_prep_size(b->ne[0]) + 63) / 64 * 64 : 0;
-    m.prep_off = m.temp_off;  // the gather rows follow the prep rows
+    m.prep_off = m.temp_off;  // the gather rows follow the prep rows or panels
     m.temp_off += m.prep_row * (size_t)b->nrows();
+    m.n_panels = m.gemm_pack ? (b->ne[1] + 7) / 8 : 0;
+    m.pack_size = m.gemm_pack ? (q8_0_pack8_size(b->ne[0]) + 63) / 64 * 64 : 0;
+    m.pack_off = m.temp_off;
+    m.temp_off += m.pack_size * (size_t)(m.n_panels * b->ne[2] * b->ne[3]);
     return m;
 }
 
@@ -83,11 +90,8 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
 
     // 1. activations -> partner type, rows split over threads
     if (!m.direct) {
-        const int64_t nr = b->nrows();
-        int64_t q0, q1;
-        split_rows(nr, p.ith, p.nth, q0, q1);
         float* tmp = reinterpret_cast<float*>(p.wdata + m.temp_off) + (size_t)p.ith * (size_t)K;
-        for (int64_t r = q0; r < q1; ++r) {
+        const auto convert = [&](int64_t r) {  // activation row r (i1 fastest) -> partner row r
             const int64_t i1 = r % N, i2 = (r / N) % B2, i3 = r / (N * B2);
             const char* src = static_cast<const char*>(b->data) + i1 * b->nb[1] + i2 * b->nb[2] + i3 * b->nb[3];
             const float* row = reinterpret_cast<const float*>(src);
@@ -97,6 +101,19 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
             }
             kernels().type[(int)m.vdt].from_float(row, p.wdata + (size_t)r * m.y_row, K);
             if (m.prep) q8_0_prep(p.wdata + (size_t)r * m.y_row, p.wdata + m.prep_off + (size_t)r * m.prep_row, K);
+        };
+        int64_t q0, q1;
+        if (m.gemm_pack) {  // whole panels per thread: its 8 rows converted, then packed
+            split_rows(m.n_panels * B2 * B3, p.ith, p.nth, q0, q1);
+            for (int64_t pi = q0; pi < q1; ++pi) {
+                const int64_t r0 = (pi / m.n_panels) * N + (pi % m.n_panels) * 8;
+                const int nr = (int)std::min<int64_t>(8, N - (pi % m.n_panels) * 8);
+                for (int64_t r = r0; r < r0 + nr; ++r) convert(r);
+                q8_0_pack8(p.wdata + (size_t)r0 * m.y_row, m.y_row, nr, p.wdata + m.pack_off + (size_t)pi * m.pack_size, K);
+            }
+        } else {
+            split_rows(b->nrows(), p.ith, p.nth, q0, q1);
+            for (int64_t r = q0; r < q1; ++r) convert(r);
         }
         p.barrier();
     }
@@ -108,12 +125,12 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
     // causal attention (mul_mat_causal): query n sees keys j <= n_past + n. Rows side: output rows
     // past that are zeros, whole tiles of them skipped. K side: the reduced length of queries
     // n0..n1-1 is cut to n_past + n1 (rounded up to the partner's block; b is 0 past the mask), not
-    // with prep data, whose layout depends on the length.
+    // with prep data or panels, whose layouts depend on the length.
     const auto side = (CausalSide)t->op_params[0];
     const int64_t n_past = t->op_params[0] ? param_i64(t, 2) : 0;
     const int64_t kblk = dtype_traits(m.vdt).block_size;
     const auto k_len = [&](int64_t n1) {
-        if (side != CausalSide::K || m.prep) return K;
+        if (side != CausalSide::K || m.prep || m.gemm_pack) return K;
         return std::min(K, (n_past + n1 + kblk - 1) / kblk * kblk);
     };
     const auto first_masked = [&](int64_t n) { return side == CausalSide::Rows ? n_past + n + 1 : M; };
@@ -144,7 +161,7 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
         const int64_t m0 = mc * chunk_m, m1 = std::min(M, m0 + chunk_m);
         const char* abase = static_cast<const char*>(a->data) + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
         char* dbase = static_cast<char*>(t->data) + i2 * t->nb[2] + i3 * t->nb[3];
-        if (m.gemm || m.gemm_prep) {
+        if (m.gemm || m.gemm_pack) {
             // weight sub-blocks of ~128 KB stay in L2 while every activation tile passes over them
             const size_t bs = t->nb[1] / sizeof(float);
             int64_t mb = (int64_t)((128 * 1024) / std::max<size_t>(1, a->nb[1]));
@@ -154,7 +171,7 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                 for (int64_t n0 = 0; n0 < N; n0 += ry) {
                     const int nry = (int)std::min<int64_t>(ry, N - n0);
                     const char* y = yrow(n0, i2, i3);
-                    const char* pr = p.wdata + m.prep_off + (size_t)((i3 * B2 + i2) * N + n0) * m.prep_row;
+                    const char* pan = p.wdata + m.pack_off + (size_t)((i3 * B2 + i2) * m.n_panels + n0 / 8) * m.pack_size;
                     const int64_t kn = k_len(n0 + nry);
                     // tiles from mend on have every entry masked (none unless causal rows)
                     const int64_t mend = std::min(b1, first_masked(n0 + nry - 1));
@@ -164,7 +181,7 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p) {
                         if (n0 == 0 && sparse_rows)
                             for (int64_t r = mm + rx; r < mm + 3 * rx; ++r)
                                 for (size_t o = 0; o < pf_bytes; o += 64) __builtin_prefetch(abase + r * a->nb[1] + o);
-                        if (m.gemm_prep) m.tk->gemm_prep(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, pr, m.prep_row, nry);
+                        if (m.gemm_pack) m.tk->gemm_pack(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, pan, 0, nry);
                         else m.tk->gemm(kn, s0 + mm, bs, abase + mm * a->nb[1], a->nb[1], nrx, y, by, nry);
                     }
                     if (first_masked(n0) < b1)  // query n0 sees the fewest keys

@@ -41,6 +41,21 @@ using VecDotPrepFn = void (*)(int64_t n, float* s, const void* x, const void* y,
 size_t q8_0_prep_size(int64_t n);
 void q8_0_prep(const void* y, void* prep, int64_t n);
 
+// Prefill and batched decode of the 32-element types take their activation rows 8 at a time,
+// packed into a panel that the tile reads front to back (q8_0_pack8; rows c >= nry are zeros).
+// Why: a weight group of 8 blocks is unpacked once into 8 vectors whose 32-bit lane j holds 4
+// quants of block j, and each activation row's group comes in the same order, so a row's 8 block
+// dots are 8 multiply-adds summed vertically (lane j = block j), with no horizontal reduction per
+// row (the old pair layout needed three hadds per row and group). Layout for n elements (nb = n / 32
+// blocks, 320 bytes per block, q8_0_pack8_size(n) = 320 * nb bytes per panel):
+// - each full group of 8 blocks g..g+7: 8 rows of 320 bytes, row c at (g + c) * 320: float dy[8]
+//   (block g+j's scale), int32 sy[8] (the sum of its quants), then int8 q[8][32] with
+//   q[i][4j..4j+3] = block g+j's quants 4i..4i+3;
+// - each block b past the last full group, at b * 320: float dy[8], int32 sy[8] (lane c = row c),
+//   then int8 q[8][32] (row c's 32 quants as they are).
+size_t q8_0_pack8_size(int64_t n);
+void q8_0_pack8(const void* y, size_t by, int nry, void* out, int64_t n);
+
 // Decode: one activation row against nrx weight rows x + r * bx, s[r] = dot(row r, y) with
 // vec_dot's exact bits (float weights: within vec_dot's tolerance); prep is y's q8_0_prep data
 // where the partner is Q8_0, else unused. The kernel picks the order it reads the rows in: the x86
@@ -57,11 +72,10 @@ struct TypeKernels {
     int gemm_rows_y = 1;
     FromFloatFn from_float = nullptr; // quantize f32 -> this type (used when T is a partner type)
     VecDotPrepFn vec_dot_prep = nullptr;  // optional (Q8_0 partner only): vec_dot with q8_0_prep data
-    // optional (Q8_0 partner only): the gemm with y = q8_0_prep rows (by = their stride), the bits
-    // of vec_dot_prep; tiles of at most gemm_prep_rows_x x gemm_prep_rows_y. Preferred over gemm.
-    GemmFn gemm_prep = nullptr;
-    int gemm_prep_rows_x = 1;
-    int gemm_prep_rows_y = 1;
+    // optional (Q8_0 partner only): the gemm with y = one q8_0_pack8 panel of nry <= 8 rows (by
+    // unused), vec_dot's bits; at most gemm_pack_rows_x weight rows per call. Preferred over gemm.
+    GemmFn gemm_pack = nullptr;
+    int gemm_pack_rows_x = 1;
     // optional: mul_mat decodes (one activation row) through it, else vec_dot / vec_dot_prep per row
     DecodeFn decode = nullptr;
 };

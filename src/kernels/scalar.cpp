@@ -391,6 +391,38 @@ void q8_0_prep(const void* vy, void* prep, int64_t n) {
         }
 }
 
+size_t q8_0_pack8_size(int64_t n) { return (size_t)(n / 32) * 320; }
+
+void q8_0_pack8(const void* vy, size_t by, int nry, void* out, int64_t n) {
+    const int64_t nb = n / 32, nfull = nb / 8 * 8;
+    uint8_t* o = (uint8_t*)out;
+    std::memset(o, 0, q8_0_pack8_size(n));  // rows past nry: scale 0, sum 0, quants 0
+    const auto blk = [&](int c, int64_t b) { return (const block_q8_0*)((const uint8_t*)vy + c * by) + b; };
+    for (int64_t g = 0; g < nfull; g += 8)  // groups: row c's 320 bytes at g * 320 + c * 320
+        for (int c = 0; c < nry; ++c) {
+            uint8_t* p = o + (g + c) * 320;
+            for (int j = 0; j < 8; ++j) {
+                const block_q8_0* y = blk(c, g + j);
+                const float d = h2f(y->d);
+                const int32_t sum = isum32(y->qs);
+                std::memcpy(p + 4 * j, &d, 4);
+                std::memcpy(p + 32 + 4 * j, &sum, 4);
+                for (int i = 0; i < 8; ++i) std::memcpy(p + 64 + 32 * i + 4 * j, y->qs + 4 * i, 4);
+            }
+        }
+    for (int64_t b = nfull; b < nb; ++b) {  // tail blocks: 320 bytes each at b * 320
+        uint8_t* p = o + b * 320;
+        for (int c = 0; c < nry; ++c) {
+            const block_q8_0* y = blk(c, b);
+            const float d = h2f(y->d);
+            const int32_t sum = isum32(y->qs);
+            std::memcpy(p + 4 * c, &d, 4);
+            std::memcpy(p + 32 + 4 * c, &sum, 4);
+            std::memcpy(p + 64 + 32 * c, y->qs, 32);
+        }
+    }
+}
+
 const KernelTable& scalar_kernels() {
     static const KernelTable t = make_scalar();
     return t;

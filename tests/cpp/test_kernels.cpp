@@ -168,8 +168,8 @@ void test_table(const std::string& name) {
         for (int64_t n : test_lengths(t)) {
             // several weight rows and activation rows, with padded strides, for the gemm tiles and
             // decode (9: both of its halves hold more than one x86 tile's 4 rows, and one is odd)
-            const int nrx = std::max({9, k.gemm_rows_x, k.gemm_prep_rows_x});
-            const int nry = std::max({1, k.gemm_rows_y, k.gemm_prep_rows_y});
+            const int nrx = std::max({9, k.gemm_rows_x, k.gemm_pack_rows_x});
+            const int nry = std::max({1, k.gemm_rows_y, k.gemm_pack ? 8 : 1});
             const size_t bx = row_size(t, n) + 64, by = row_size(p, n) + 32;
             std::vector<uint8_t> X(bx * nrx), Y(by * nry);
             std::vector<std::vector<float>> xd(nrx), yd(nry);
@@ -220,13 +220,12 @@ void test_table(const std::string& name) {
                             }
                     }
             };
-            if (k.gemm_prep) {  // prefill on q8_0_prep rows (padded stride): vec_dot_prep's bits
+            if (k.gemm_pack) {  // prefill on a panel of the first ty rows (q8_0_pack8): vec_dot's bits
                 CHECK(p == DType::Q8_0);
-                const size_t bp = q8_0_prep_size(n) + 32;
-                std::vector<uint8_t> P(bp * nry);
-                for (int c = 0; c < nry; ++c) q8_0_prep(&Y[c * by], &P[c * bp], n);
-                check_tiles("gemm_prep", k.gemm_prep_rows_x, k.gemm_prep_rows_y, [&](float* S, size_t bs, int tx, int ty) {
-                    k.gemm_prep(n, S, bs, X.data(), bx, tx, P.data(), bp, ty);
+                std::vector<uint8_t> P(q8_0_pack8_size(n));
+                check_tiles("gemm_pack", k.gemm_pack_rows_x, 8, [&](float* S, size_t bs, int tx, int ty) {
+                    q8_0_pack8(Y.data(), by, ty, P.data(), n);
+                    k.gemm_pack(n, S, bs, X.data(), bx, tx, P.data(), 0, ty);
                 });
             }
             if (k.gemm) {

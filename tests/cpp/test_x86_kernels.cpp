@@ -109,8 +109,8 @@ void test_weights(const KernelTable& tab) {
             const int64_t n = nb * bs;
             for (int mode = 0; mode < (quantized ? 2 : 1); ++mode) {
                 // more rows than one tile: several tiles and a ragged edge
-                const int nrx = 2 * std::max({8, k.gemm_rows_x, k.gemm_prep_rows_x}) + 1;
-                const int nry = 2 * std::max({1, k.gemm_rows_y, k.gemm_prep_rows_y}) + 1;
+                const int nrx = 2 * std::max({8, k.gemm_rows_x, k.gemm_pack_rows_x}) + 1;
+                const int nry = 2 * std::max({1, k.gemm_rows_y, k.gemm_pack ? 8 : 1}) + 1;
                 const size_t bx = row_size(t, n) + 16, by = row_size(p, n) + 16;
                 std::vector<uint8_t> X(bx * nrx), Y(by * nry);
                 for (int r = 0; r < nrx; ++r) {
@@ -145,14 +145,16 @@ void test_weights(const KernelTable& tab) {
                             if (bound > 0) worst_float = std::max(worst_float, d / bound);
                         }
                     }
-                if (k.gemm_prep) {  // the whole block on the rows' q8_0_prep data, padded stride
+                if (k.gemm_pack) {  // the whole block, panel by panel (the last one partial)
                     CHECK(p == DType::Q8_0);
-                    const size_t bp = q8_0_prep_size(n) + 16;
-                    std::vector<uint8_t> P(bp * nry);
-                    for (int c = 0; c < nry; ++c) q8_0_prep(&Y[c * by], &P[c * bp], n);
+                    std::vector<uint8_t> P(q8_0_pack8_size(n));
                     std::fill(S.begin(), S.end(), NAN);
-                    k.gemm_prep(n, S.data(), nrx, X.data(), bx, nrx, P.data(), bp, nry);
-                    for (size_t i = 0; i < S.size(); ++i) expect_same("gemm_prep", tab.name, t, n, S[i], R[i]);
+                    for (int c0 = 0; c0 < nry; c0 += 8) {
+                        const int ty = std::min(8, nry - c0);
+                        q8_0_pack8(&Y[c0 * by], by, ty, P.data(), n);
+                        k.gemm_pack(n, &S[c0 * nrx], nrx, X.data(), bx, nrx, P.data(), 0, ty);
+                    }
+                    for (size_t i = 0; i < S.size(); ++i) expect_same("gemm_pack", tab.name, t, n, S[i], R[i]);
                 }
                 if (k.decode)  // each activation row alone against all weight rows (both halves, odd)
                     for (int c = 0; c < nry; ++c) {

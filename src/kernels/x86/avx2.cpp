@@ -28,6 +28,31 @@ inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
                              _mm256_set1_epi16(1));
 }
+// Packed-panel tiles (x86_pack8.h): lane j of the result = sum over i < 8 of the dot of the 4
+// bytes of lane j of w[i] (u8 <= QMAX) and of y + 32 * i (s8). maddubs pairs summed in int16 as
+// long as they cannot overflow: 8 vectors for QMAX <= 15 (16 products <= 15 * 128 each), 4 for
+// QMAX <= 31, then one madd with 1s widens each pair of int16 to the lane's int32.
+template <int QMAX> inline __m256i group_udot(const __m256i* w, const int8_t* y) {
+    static_assert(QMAX <= 31, "int16 sums of 4 maddubs vectors");
+    const auto m = [&](int i) { return _mm256_maddubs_epi16(w[i], _mm256_loadu_si256((const __m256i*)(y + 32 * i))); };
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i s0 = _mm256_add_epi16(_mm256_add_epi16(m(0), m(1)), _mm256_add_epi16(m(2), m(3)));
+    const __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(m(4), m(5)), _mm256_add_epi16(m(6), m(7)));
+    if constexpr (QMAX <= 15) return _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones);
+    return _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+}
+// The same for any int8 weights w (q8_0) and y in [-127, 127]: the sign trick, wp = |w| (u8)
+// times y with w's sign; a pair reaches 2 * 128 * 127, so each maddubs is widened at once.
+inline __m256i group_sprep(__m256i w) { return _mm256_abs_epi8(w); }
+inline __m256i group_sdot(const __m256i* wp, const __m256i* w, const int8_t* y, __m256i /*sy*/) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const auto m = [&](int i) {
+        const __m256i yi = _mm256_loadu_si256((const __m256i*)(y + 32 * i));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(wp[i], _mm256_sign_epi8(yi, w[i])), ones);
+    };
+    return _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(m(0), m(1)), _mm256_add_epi32(m(2), m(3))),
+                            _mm256_add_epi32(_mm256_add_epi32(m(4), m(5)), _mm256_add_epi32(m(6), m(7))));
+}
 // float gemm tile (16 ymm registers: 12 accumulators (two per output), 3 activation vectors,
 // 1 weight vector)
 constexpr int kTileFX = 2, kTileFY = 3;

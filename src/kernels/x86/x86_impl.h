@@ -369,86 +369,14 @@ inline __m256 tree8_lanes(const __m256* P) {
     return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
 }
 
-// The 32-block types on q8_0_prep rows (kernels.h, gemm_prep), vec_dot_32_prep's exact bits for
-// every pair, in two tile shapes:
-// - prefill, tile<1, RY>: one weight row against up to 8 activation rows. Per group of 8 blocks
-//   the weight pairs are unpacked once (8 registers) and reused for every activation row; lane c
-//   of the running sum is activation row c's.
-// - decode, decode_tile: up to 8 weight rows against one activation row (decode_32). Lane r of
-//   the running sum is weight row r's. One tree8_lanes per group serves 8 rows (a single row's
-//   tree8 had cost a fifth of vec_dot_32_prep).
-// Blocks past the last full group are added after the groups, in block order (the reference's
-// order). The prefill tile computes them first, as vectors over the activation rows, so their
-// reductions overlap the group loop; the decode tile after each row's groups (reads in order).
+#include "kernels/x86/x86_pack8.h"  // prefill / batched decode tiles on packed panels (same namespace)
+
+// Decode of the 32-block types on one activation row's q8_0_prep data (kernels.h), up to 8
+// weight rows at a time, vec_dot_32_prep's exact bits for every row. Lane r of the running sum is
+// weight row r's: one tree8_lanes per group serves 8 rows (a single row's tree8 had cost a fifth
+// of vec_dot_32_prep).
 template <typename T>
 struct GemmPrep32 {
-    template <int RX, int RY>
-    static void tile(int64_t n, float* s, size_t bs, const char* x, size_t bx, const char* prep, size_t bp) {
-        static_assert(RX == 1 && RY >= 1 && RY <= 8, "one weight row, up to 8 activation rows");
-        prefill_tile<RY>(n, s, bs, x, prep, bp);
-    }
-
-    template <int RY>
-    static void prefill_tile(int64_t n, float* s, size_t bs, const char* x, const char* prep, size_t bp) {
-        using B = typename T::B;
-        const B* xr = (const B*)x;
-        const int64_t nb = n / 32;
-        const float* dy[RY];
-        const int32_t* sy[RY];
-        const int8_t* yq[RY];
-        for (int c = 0; c < RY; ++c) {
-            dy[c] = (const float*)(prep + c * bp);
-            sy[c] = (const int32_t*)(dy[c] + nb);
-            yq[c] = (const int8_t*)(sy[c] + nb);
-        }
-        // tail blocks, the 8 activation rows as lanes: P_c = (float)idot_c * (dx * dy_c) [+ Affine term]
-        const int64_t nfull = nb / 8 * 8;
-        __m256 tail[7];
-        for (int64_t b = nfull; b < nb; ++b) {
-            const __m256i xq = T::q(xr[b]);
-            __m256i d[8];
-#pragma GCC unroll 8
-            for (int c = 0; c < 8; ++c) {
-                if (c >= RY) {
-                    d[c] = _mm256_setzero_si256();
-                    continue;
-                }
-                const __m256i yb = load256(yq[c] + 32 * b);
-                d[c] = T::kind == Kind32::S8 ? dot32_once<T>(xq, yb) : mul_sum_us8(xq, yb);
-            }
-            const auto fdy = [&](int c) { return c < RY ? dy[c][b] : 0.0f; };
-            const auto isy = [&](int c) { return c < RY ? sy[c][b] : 0; };
-            const __m256 dyv = _mm256_setr_ps(fdy(0), fdy(1), fdy(2), fdy(3), fdy(4), fdy(5), fdy(6), fdy(7));
-            const __m256i syv = _mm256_setr_epi32(isy(0), isy(1), isy(2), isy(3), isy(4), isy(5), isy(6), isy(7));
-            __m256i idot = reduce8_i32(d);  // lane c = row c's exact dot
-            if constexpr (T::kind == Kind32::Sym) idot = _mm256_sub_epi32(idot, _mm256_slli_epi32(syv, T::off_shift));
-            __m256 P = _mm256_mul_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(_mm256_set1_ps(h2f(xr[b].d)), dyv));
-            if constexpr (T::kind == Kind32::Affine)
-                P = _mm256_add_ps(P, _mm256_mul_ps(_mm256_cvtepi32_ps(syv), _mm256_mul_ps(_mm256_set1_ps(mval<T>(xr[b])), dyv)));
-            tail[b - nfull] = P;
-        }
-        __m256 acc = _mm256_setzero_ps();
-        int64_t b = 0;
-        for (; b + 8 <= nb; b += 8) {
-            __m256i lo[4], hi[4];
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; ++k) T::q_pair(xr[b + k], xr[b + k + 4], &lo[k], &hi[k]);
-            const __m256 vdx = load_h8_gpr((const uint8_t*)&xr[b].d, sizeof(B));
-            __m256 vmx = _mm256_setzero_ps();
-            if constexpr (T::kind == Kind32::Affine) vmx = load_h8_gpr((const uint8_t*)&xr[b].m, sizeof(B));
-            __m256 P[8];
-#pragma GCC unroll 8
-            for (int c = 0; c < 8; ++c)
-                P[c] = c < RY ? group_products<T>(lo, hi, yq[c] + 32 * b, dy[c] + b, sy[c] + b, vdx, vmx)
-                              : _mm256_setzero_ps();
-            acc = _mm256_add_ps(acc, tree8_lanes(P));
-        }
-        for (; b < nb; ++b) acc = _mm256_add_ps(acc, tail[b - nfull]);
-        alignas(32) float out[8];
-        _mm256_store_ps(out, acc);
-        for (int c = 0; c < RY; ++c) s[c * bs] = out[c];
-    }
-
     // Decode: weight rows rows[i] against one activation row's prep data, *out[i] = their dots
     // (null: no row). Slots 0..3 hold rows of one half of the range, 4..7 of the other (decode_32),
     // and rows i and i + 4 are read in lockstep, a group of 8 blocks of one then of the other: two
@@ -771,10 +699,10 @@ void set_entry(KernelTable& t, DType w, DType partner, int gx, int gy) {
 }
 
 inline void fill_x86_table(KernelTable& t) {
-    constexpr int kGemmPrepX = 4;
+    constexpr int kGemmPackX = 4;
     // K-quant tiles: 1 weight row x 8 activation rows, the driver covering kGemmKX rows per call
     constexpr int kGemmKX = 4, FX = kTileFX, FY = kTileFY;
-    // the 32-block types prefill with gemm_prep (below), so they have no gemm
+    // the 32-block types prefill with gemm_pack (below), so they have no gemm
     set_entry<vec_dot_32<TQ4_0>, nullptr>(t, DType::Q4_0, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ4_1>, nullptr>(t, DType::Q4_1, DType::Q8_0, 1, 1);
     set_entry<vec_dot_32<TQ5_0>, nullptr>(t, DType::Q5_0, DType::Q8_0, 1, 1);
@@ -797,21 +725,20 @@ inline void fill_x86_table(KernelTable& t) {
     set_prep(DType::Q4_1, vec_dot_32_prep<TQ4_1>);
     set_prep(DType::Q5_0, vec_dot_32_prep<TQ5_0>);
     set_prep(DType::Q5_1, vec_dot_32_prep<TQ5_1>);
-    // prefill on prepared activations: tiles of 1 weight row x 8 activation rows, the driver
-    // covering up to kGemmPrepX weight rows per call; decode: decode_32
-    const auto set_gemm_prep = [&t](DType w, GemmFn f, DecodeFn dec) {
+    // prefill / batched decode on packed panels: tiles of 1 weight row x 8 activation rows, the
+    // driver covering up to kGemmPackX weight rows per call; decode: decode_32
+    const auto set_gemm_pack = [&t](DType w, GemmFn f, DecodeFn dec) {
         TypeKernels& k = t.type[(int)w];
         if (k.vec_dot_type != DType::Q8_0) return;
-        k.gemm_prep = f;
-        k.gemm_prep_rows_x = kGemmPrepX;
-        k.gemm_prep_rows_y = 8;
+        k.gemm_pack = f;
+        k.gemm_pack_rows_x = kGemmPackX;
         k.decode = dec;
     };
-    set_gemm_prep(DType::Q4_0, gemm_driver<GemmPrep32<TQ4_0>, 1, 8>, decode_32<TQ4_0>);
-    set_gemm_prep(DType::Q4_1, gemm_driver<GemmPrep32<TQ4_1>, 1, 8>, decode_32<TQ4_1>);
-    set_gemm_prep(DType::Q5_0, gemm_driver<GemmPrep32<TQ5_0>, 1, 8>, decode_32<TQ5_0>);
-    set_gemm_prep(DType::Q5_1, gemm_driver<GemmPrep32<TQ5_1>, 1, 8>, decode_32<TQ5_1>);
-    set_gemm_prep(DType::Q8_0, gemm_driver<GemmPrep32<TQ8_0>, 1, 8>, decode_32<TQ8_0>);
+    set_gemm_pack(DType::Q4_0, gemm_driver<GemmPack32<TQ4_0>, 1, 8>, decode_32<TQ4_0>);
+    set_gemm_pack(DType::Q4_1, gemm_driver<GemmPack32<TQ4_1>, 1, 8>, decode_32<TQ4_1>);
+    set_gemm_pack(DType::Q5_0, gemm_driver<GemmPack32<TQ5_0>, 1, 8>, decode_32<TQ5_0>);
+    set_gemm_pack(DType::Q5_1, gemm_driver<GemmPack32<TQ5_1>, 1, 8>, decode_32<TQ5_1>);
+    set_gemm_pack(DType::Q8_0, gemm_driver<GemmPack32<TQ8_0>, 1, 8>, decode_32<TQ8_0>);
     t.type[(int)DType::Q8_0].from_float = from_float_q8_0;
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;
