@@ -42,6 +42,7 @@ public:
 
     // The penalty step alone, in place on logits[n_vocab], over the current window of history.
     void apply_penalties(float* logits, int n_vocab) const;
+    bool has_penalties() const;                 // would apply_penalties change anything
     double uniform();                           // next draw in [0, 1) (53 random bits)
 
 private:
@@ -51,6 +52,7 @@ private:
     std::deque<int32_t> history_;               // most recent last; bounded by repeat_last_n
     std::vector<int32_t> idx_;                  // scratch: candidate ids, reused between calls
     std::vector<float> val_;                    // scratch: candidate logits
+    std::vector<float> pen_;                    // scratch: the logits with penalties applied
 };
 
 }  // namespace ggmlpy

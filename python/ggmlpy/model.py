@@ -352,16 +352,23 @@ class Model:
         return self.tokenizer.token_to_piece(id)
 
     # ---- evaluation ------------------------------------------------------------------------
-    def eval(self, ids: Sequence[int]) -> np.ndarray:
-        """Appends ids to the context (at n_past) and returns float32 logits (len(ids), n_vocab)."""
+    def eval(self, ids: Sequence[int], logits: Optional[str] = "all") -> Optional[np.ndarray]:
+        """Appends ids to the context (at n_past). logits="all" returns float32 logits
+        (len(ids), n_vocab); "last" only the last token's (n_vocab,), and the rows before it are
+        never computed or stored (a long prompt then costs no more memory than one row); None
+        returns nothing (the KV cache is filled all the same)."""
+        if logits not in ("all", "last", None):
+            raise ValueError(f"eval: logits = {logits!r}, expected 'all', 'last' or None")
         ids = _token_ids("eval: ids", ids, self.n_vocab)
         if not ids:
             raise ValueError("eval: ids is empty, expected at least one token id")
         with self._use() as m:
             if m.n_past + len(ids) > m.n_ctx:
                 raise _core.ContextFullError(f"eval: {len(ids)} tokens at n_past {m.n_past} exceed n_ctx {m.n_ctx}")
-            out = self._cache_eval(m, None, tuple(ids), True)
-        return out.reshape(len(ids), -1)
+            out = self._cache_eval(m, None, tuple(ids), logits == "all")
+        if logits is None:
+            return None
+        return out.reshape(len(ids), -1) if logits == "all" else out
 
     def reset(self) -> None:
         """Empties the context (n_past = 0)."""

@@ -72,6 +72,23 @@ def test_eval_shapes_and_append(model, smollm2_reference):
     assert model.n_past == 0
 
 
+def test_eval_logits_last_and_none(model, smollm2_reference):
+    ids = smollm2_reference["prompts"][0]["ids"]
+    model.reset()
+    full = model.eval(ids)
+    model.reset()
+    last = model.eval(ids, logits="last")
+    # the same bits as the last row of "all" (batch-invariant kernels), only one row returned
+    assert last.shape == (model.n_vocab,) and np.array_equal(last, full[-1])
+    assert model.n_past == len(ids)
+    assert model.eval([int(np.argmax(last))], logits=None) is None
+    assert model.n_past == len(ids) + 1
+    with pytest.raises(ValueError, match="logits = 'first'"):
+        model.eval([1], logits="first")
+    assert model.n_past == len(ids) + 1   # a bad argument changes nothing
+    model.reset()
+
+
 def test_generate_greedy_reference(model, smollm2_reference):
     for ref in smollm2_reference["prompts"]:
         prefix, k = reference_prefix(ref)

@@ -74,6 +74,18 @@ def test_truncation_support_on_large_vocab():
         assert len(got) > 1
 
 
+def test_top_k_ties_keep_the_smaller_ids():
+    # 5 tokens tie for second place: top_k=3 keeps the best one and the two smallest ids of the tie,
+    # wherever they sit in the vocabulary (the heap selection must not depend on scan order)
+    logits = np.full(1000, -5.0, np.float32)
+    logits[[700, 40, 900, 10, 300]] = 2.0
+    logits[555] = 2.5
+    logits[[3, 999]] = -np.inf
+    logits[4] = np.nan
+    s = _core.Sampler(temperature=50.0, top_k=3, top_p=1.0, min_p=0.0, seed=5)
+    assert {s.sample(logits) for _ in range(500)} == {555, 10, 40}
+
+
 def test_top_k_1_is_greedy_at_any_temperature():
     logits = np.random.default_rng(1).normal(0, 1, 1000).astype(np.float32)
     s = _core.Sampler(temperature=5.0, top_k=1, top_p=1.0, min_p=0.0, seed=0)
