@@ -24,10 +24,11 @@ class _Sequence:
     plus what the scheduler needs (its index, the text so far, how many tokens its cache holds)."""
 
     def __init__(self, index, ids, sampler, max_new, stop, ignore_eos, stop_ids, tokenizer, n_ctx,
-                 constraint=None):
+                 constraint=None, hooks=None):
         self.index, self.n_ctx = index, n_ctx
         self.stats = GenerationStats(seed=sampler.seed, prompt_tokens=len(ids))
-        self.stepper = TokenStepper(tokenizer, sampler, max_new, stop, ignore_eos, self.stats, stop_ids, constraint)
+        self.stepper = TokenStepper(tokenizer, sampler, max_new, stop, ignore_eos, self.stats, stop_ids,
+                                    constraint, hooks)
         self.n_past = len(ids)       # tokens in this sequence's cache once the prompt is evaluated
         self.pieces: List[str] = []
         self.prompt_done = False     # its prompt has been through a pass
@@ -135,10 +136,10 @@ class _Slots:
 
 
 def generate_batch(model, prompts: Sequence[List[int]], samplers, max_new: Optional[int], stop,
-                   ignore_eos: bool, stop_ids: Sequence[int], constraints=None) -> List[str]:
+                   ignore_eos: bool, stop_ids: Sequence[int], constraints=None, hooks=None) -> List[str]:
     """Texts for prompts (token id lists), in order; model.last_stats becomes the list of their
-    GenerationStats. constraints: a grammar constraint (or None) per prompt. Holds the Model's
-    lock for the whole call."""
+    GenerationStats. constraints: a grammar constraint (or None) per prompt; hooks: a
+    sampling_hooks.SamplingHooks (or None) per prompt. Holds the Model's lock for the whole call."""
     results: List[Optional[_Sequence]] = [None] * len(prompts)
     with model._use() as core:
         # the batch uses sequence 0 too: what the prefix cache knew of it is void
@@ -149,7 +150,8 @@ def generate_batch(model, prompts: Sequence[List[int]], samplers, max_new: Optio
             while pending and slots.free:
                 i = pending.popleft()
                 seq = _Sequence(i, prompts[i], samplers[i], max_new, stop, ignore_eos, stop_ids,
-                                core.tokenizer, core.n_ctx, constraints[i] if constraints else None)
+                                core.tokenizer, core.n_ctx, constraints[i] if constraints else None,
+                                hooks[i] if hooks else None)
                 slots.admit(core, seq, prompts[i])
             for seq in slots.step(core):
                 results[seq.index] = seq
@@ -221,11 +223,12 @@ class BatchEngine:
             return len(self._requests) - len(self._pending), len(self._pending)
 
     def submit(self, ids, sampler, max_new: Optional[int] = None, stop=None, ignore_eos: bool = False,
-               stop_ids=(), constraint=None) -> BatchRequest:
+               stop_ids=(), constraint=None, hooks=None) -> BatchRequest:
         """Queues prompt ids (checked by the caller: non-empty, within n_ctx) for generation;
-        constraint: a grammar.GrammarConstraint or None."""
+        constraint: a grammar.GrammarConstraint or None; hooks: a SamplingHooks or None."""
         m = self.model._m
-        seq = _Sequence(0, ids, sampler, max_new, stop, ignore_eos, stop_ids, m.tokenizer, m.n_ctx, constraint)
+        seq = _Sequence(0, ids, sampler, max_new, stop, ignore_eos, stop_ids, m.tokenizer, m.n_ctx, constraint,
+                        hooks)
         req = BatchRequest(seq, ids)
         with self._cv:
             if self._closed:

@@ -282,6 +282,26 @@ def _run(model, ids, max_tokens, stop, sampling, stop_ids=()):
     return it, stats
 
 
+class _LogprobCursor:
+    """Hands out the logprob entries of the tokens that make up the text emitted so far, each
+    once (a token whose text is still held back, e.g. a possible stop string, waits; the tokens
+    of a stop string never come)."""
+
+    def __init__(self, model, stats) -> None:
+        self.model, self.stats, self.text, self.given = model, stats, "", 0
+        self.pos = 0    # characters of the tokens handed out so far (text_offset of the next)
+
+    def take(self, piece: str):
+        """(entries, text offset of the first of them) for the text grown by piece."""
+        from .sampling_hooks import emitted_count
+        self.text += piece
+        entries = self.stats.logprobs or []
+        n = emitted_count(self.model, entries, self.text)
+        out, self.given, start = entries[self.given:n], max(self.given, n), self.pos
+        self.pos += sum(len(self.model.token_to_piece(e.id).decode("utf-8", errors="replace")) for e in out)
+        return out, start
+
+
 def _whole_call(model):
     """The Model's lock for reading a whole reply at once (other callers wait instead of making it
     restore its KV cache per token), except with start_batching's engine, whose thread takes the
@@ -290,10 +310,12 @@ def _whole_call(model):
     return model._lock if model._batch_engine is None else contextlib.nullcontext()
 
 
-def _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty):
+def _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty,
+              logit_bias=None, logits_processor=None, stopping_criteria=None, logprobs=None):
     return dict(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
                 repetition_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty)
+                presence_penalty=presence_penalty, logit_bias=logit_bias, logits_processor=logits_processor,
+                stopping_criteria=stopping_criteria, logprobs=logprobs)
 
 
 def _usage(stats):
@@ -308,9 +330,14 @@ def _finish(stats):
 def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, top_p=0.95, top_k=40,
                            min_p=0.05, stop=None, seed=None, stream=False, repeat_penalty=1.0,
                            frequency_penalty=0.0, presence_penalty=0.0, chat_template=None,
-                           response_format=None, grammar=None, tools=None):
+                           response_format=None, grammar=None, tools=None, logprobs=False,
+                           top_logprobs=None, logit_bias=None, logits_processor=None, stopping_criteria=None):
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
+    if not isinstance(logprobs, bool) and logprobs is not None:
+        raise TypeError(f"logprobs must be a bool (top_logprobs gives the number of alternatives), got {logprobs!r}")
+    if top_logprobs is not None and not logprobs:
+        raise ValueError("top_logprobs needs logprobs=True")
     max_tokens = _max_tokens(max_tokens)
     stops = _stop_list(stop)
     constrained = _constraint_kwargs(response_format, grammar)
@@ -318,25 +345,34 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
     bos, eos = special_tokens(model)
     text = render(template, messages, add_generation_prompt=True, tools=tools, bos_token=bos, eos_token=eos)
     ids = prompt_ids(model, text)
-    sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
+    sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty,
+                         logit_bias, logits_processor, stopping_criteria,
+                         (top_logprobs or 0) if logprobs else None)
     sampling.update(constrained)
     cid, created, name = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
     it, stats = _run(model, ids, max_tokens, stops, sampling, end_of_turn_ids(model, template))
+    from .sampling_hooks import chat_logprobs, emitted_count
     if not stream:
         with _whole_call(model):
             content = "".join(it)
+        lp = None
+        if logprobs:
+            entries = stats.logprobs or []
+            lp = chat_logprobs(model, entries[:emitted_count(model, entries, content)])
         return {"id": cid, "object": "chat.completion", "created": created, "model": name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "logprobs": None, "finish_reason": _finish(stats)}],
+                             "logprobs": lp, "finish_reason": _finish(stats)}],
                 "usage": _usage(stats)}
 
     def chunks():
-        def chunk(delta, finish=None):
+        cursor = _LogprobCursor(model, stats)
+
+        def chunk(delta, finish=None, lp=None):
             return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                    "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
         yield chunk({"role": "assistant"})
         for piece in it:
-            yield chunk({"content": piece})
+            yield chunk({"content": piece}, lp=chat_logprobs(model, cursor.take(piece)[0]) if logprobs else None)
         last = chunk({}, _finish(stats))
         last["usage"] = _usage(stats)
         yield last
@@ -345,31 +381,60 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
 
 def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05,
                       stop=None, seed=None, stream=False, repeat_penalty=1.0, frequency_penalty=0.0,
-                      presence_penalty=0.0, response_format=None, grammar=None):
+                      presence_penalty=0.0, response_format=None, grammar=None, logprobs=None, echo=False,
+                      logit_bias=None, logits_processor=None, stopping_criteria=None):
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
+    if not isinstance(echo, bool):
+        raise TypeError(f"echo must be a bool, got {type(echo).__name__}")
     if not isinstance(prompt, (str, list, tuple)):
         raise TypeError(f"prompt must be a str or a list of token ids, got {type(prompt).__name__}")
     max_tokens = _max_tokens(max_tokens)
     stops = _stop_list(stop)
-    sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty)
+    sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty,
+                         logit_bias, logits_processor, stopping_criteria, logprobs)
     sampling.update(_constraint_kwargs(response_format, grammar))
     cid, created, name = "cmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
+    from .sampling_hooks import completion_logprobs, emitted_count, prompt_logprobs
+    echo_text, echo_lp = "", []
+    if echo:   # the prompt comes first in the text (and its tokens' logprobs, which need all its logits)
+        ids = model._prompt_ids(prompt, None, "prompt")
+        echo_text = prompt if isinstance(prompt, str) else model.detokenize(ids)
+        if logprobs is not None:
+            with _whole_call(model):
+                echo_lp = prompt_logprobs(model, ids, logprobs)
     it, stats = _run(model, prompt, max_tokens, stops, sampling)
 
-    def choice(text, finish):
-        return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+    def choice(text, finish, lp=None):
+        return {"text": text, "index": 0, "logprobs": lp, "finish_reason": finish}
 
     if not stream:
         with _whole_call(model):
             text = "".join(it)
+        lp = None
+        if logprobs is not None:
+            entries = stats.logprobs or []
+            lp = completion_logprobs(model, echo_lp + entries[:emitted_count(model, entries, text)])
+            if echo_lp:   # the generated tokens' offsets start after the prompt text as given
+                k = len(echo_lp)
+                gen = completion_logprobs(model, entries[:emitted_count(model, entries, text)], len(echo_text))
+                lp["text_offset"] = lp["text_offset"][:k] + gen["text_offset"]
         return {"id": cid, "object": "text_completion", "created": created, "model": name,
-                "choices": [choice(text, _finish(stats))], "usage": _usage(stats)}
+                "choices": [choice(echo_text + text, _finish(stats), lp)], "usage": _usage(stats)}
 
     def chunks():
-        for piece in it:
+        cursor = _LogprobCursor(model, stats)
+        if echo:
+            lp = completion_logprobs(model, echo_lp) if logprobs is not None else None
             yield {"id": cid, "object": "text_completion", "created": created, "model": name,
-                   "choices": [choice(piece, None)]}
+                   "choices": [choice(echo_text, None, lp)]}
+        for piece in it:
+            lp = None
+            if logprobs is not None:
+                entries, start = cursor.take(piece)
+                lp = completion_logprobs(model, entries, len(echo_text) + start)
+            yield {"id": cid, "object": "text_completion", "created": created, "model": name,
+                   "choices": [choice(piece, None, lp)]}
         yield {"id": cid, "object": "text_completion", "created": created, "model": name,
                "choices": [choice("", _finish(stats))], "usage": _usage(stats)}
     return chunks()

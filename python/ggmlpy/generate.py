@@ -86,6 +86,7 @@ class GenerationStats:
     finish_reason: str = "length"
     seed: int = -1
     token_ids: List[int] = field(default_factory=list)
+    logprobs: Optional[list] = None   # sampling_hooks.TokenLogprob per generated token, when asked for
 
     @property
     def prompt_tps(self) -> float:
@@ -106,18 +107,26 @@ class TokenStepper:
     text never ends in half a character unless the model ended it there. Fills `stats`."""
 
     def __init__(self, tokenizer, sampler, max_new: Optional[int], stop, ignore_eos: bool,
-                 stats: GenerationStats, stop_ids: Sequence[int] = (), constraint=None) -> None:
+                 stats: GenerationStats, stop_ids: Sequence[int] = (), constraint=None, hooks=None) -> None:
         self.tok, self.sampler, self.max_new, self.stats = tokenizer, sampler, max_new, stats
         self.ignore_eos, self.stop_ids, self.constraint = ignore_eos, frozenset(stop_ids), constraint
+        self.hooks = hooks      # sampling_hooks.SamplingHooks or None
+        if hooks is not None and hooks.n_logprobs is not None:
+            stats.logprobs = hooks.logprobs
         self.utf8, self.matcher = Utf8Stream(), StopMatcher(stop)
         stats.finish_reason = "interrupted"    # until a rule below ends it
 
     def step(self, logits, n_past: int, n_ctx: int):
         """Samples after the last evaluated token (n_past tokens in the cache). Returns (the token
         to evaluate next, or None when the generation has ended; the text pieces to emit)."""
-        st, c = self.stats, self.constraint
+        st, c, h = self.stats, self.constraint, self.hooks
         if self.max_new is not None and st.generated_tokens >= self.max_new:
             return None, self._end("length")
+        raw = logits
+        if h is not None:
+            if h.should_stop(st.token_ids, logits):
+                return None, self._end("stop")
+            logits = h.process(st.token_ids, logits)
         if c is not None:
             logits = c.mask(logits)
         tid = self.sampler.sample(logits)
@@ -126,6 +135,8 @@ class TokenStepper:
         if c is not None:
             c.accept(tid)
         self.sampler.accept(tid)
+        if h is not None:
+            h.record(raw, tid)
         st.token_ids.append(tid)
         st.generated_tokens += 1
         text, stopped = self.matcher.feed(self.utf8.feed(self.tok.token_to_piece(tid)))
@@ -152,7 +163,7 @@ class TokenStepper:
 
 def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_tokens: Optional[int],
                    stop: Optional[Sequence[str]], ignore_eos: bool, stats: GenerationStats,
-                   stop_ids: Sequence[int] = (), constraint=None) -> Iterator[str]:
+                   stop_ids: Sequence[int] = (), constraint=None, hooks=None) -> Iterator[str]:
     """Evaluates prompt_ids, then samples up to max_new_tokens (None: until EOS or the context is
     full), yielding text pieces (the rules: TokenStepper). Fills `stats` as it goes (also when the
     caller stops iterating early or Ctrl-C interrupts between tokens: "interrupted"). A core with
@@ -165,7 +176,7 @@ def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_
     each drawn token; EOS/EOG can only be drawn where its grammar is complete and then always ends
     the text (ignore_eos does not apply), and generation stops ("stop") as soon as the grammar is
     complete and nothing may follow. A limit reached before that is "length" and the text is cut."""
-    stepper = TokenStepper(tokenizer, sampler, max_new_tokens, stop, ignore_eos, stats, stop_ids, constraint)
+    stepper = TokenStepper(tokenizer, sampler, max_new_tokens, stop, ignore_eos, stats, stop_ids, constraint, hooks)
     n_ctx = core.n_ctx
     stats.prompt_tokens = len(prompt_ids)
     t0 = time.perf_counter()

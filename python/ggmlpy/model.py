@@ -452,6 +452,8 @@ class Model:
                  stream: bool = False, ignore_eos: bool = False, add_bos: Optional[bool] = None,
                  stop_token_ids: Optional[Sequence[int]] = None,
                  grammar: Optional[str] = None, json_schema=None,
+                 logit_bias=None, logits_processor=None, stopping_criteria=None,
+                 logprobs: Optional[int] = None,
                  ) -> Union[str, Iterator[str]]:
         """Generates from prompt (text, or token ids). Returns the new text (without the prompt),
         or with stream=True an iterator of text pieces. temperature 0 is greedy. Ends at EOS/EOG or
@@ -464,7 +466,15 @@ class Model:
 
         grammar (GBNF text) or json_schema (a JSON Schema dict) constrains every sampled token so
         the text is a sentence of the grammar / a JSON document valid under the schema; it ends
-        when the grammar is complete ("stop"), or is cut by max_new_tokens ("length")."""
+        when the grammar is complete ("stop"), or is cut by max_new_tokens ("length").
+
+        As llama-cpp-python's Llama: logit_bias {token id: bias} is added to the logits;
+        logits_processor (a callable or a list) maps (ids, logits) -> logits, ids an int32 array
+        of the prompt and the tokens so far; stopping_criteria (a callable or a list) of (ids,
+        logits) returning True ends the generation ("stop") before the next token. logprobs=N
+        (0..20) records each generated token's log-probability under the model's logits and the N
+        most likely alternatives in last_stats.logprobs. The order of the steps:
+        python/ggmlpy/sampling_hooks.py."""
         m = self._m
         if max_new_tokens is not None:
             max_new_tokens = _int("max_new_tokens", max_new_tokens, -1, 2**62,
@@ -494,7 +504,13 @@ class Model:
             return _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, **floats)
 
         from .grammar import constraint_for, grammar_text
+        from .sampling_hooks import SamplingHooks
         constraint_text = grammar_text(grammar, json_schema)   # a bad grammar raises here, once
+
+        def hooks_for(prompt_ids):   # checks the arguments (raises before anything runs)
+            return SamplingHooks.make(prompt_ids, m.n_vocab, logit_bias, logits_processor,
+                                      stopping_criteria, logprobs)
+        hooks_for([])
 
         if _is_prompt_list(prompt):
             from .batch import generate_batch
@@ -509,21 +525,23 @@ class Model:
                 samplers = [sampler_for(seed) for _ in prompts]
             ids = [self._prompt_ids(p, add_bos, f"prompt[{i}]") for i, p in enumerate(prompts)]
             constraints = [constraint_for(self, constraint_text) for _ in prompts]
-            return generate_batch(self, ids, samplers, max_new_tokens, stop, ignore_eos, stop_ids, constraints)
+            return generate_batch(self, ids, samplers, max_new_tokens, stop, ignore_eos, stop_ids, constraints,
+                                  [hooks_for(x) for x in ids])
 
         sampler = sampler_for(seed)
         ids = self._prompt_ids(prompt, add_bos, "prompt")
         engine = self._batch_engine
         if engine is not None:     # continuous batching (start_batching): on a sequence of its own
             req = engine.submit(ids, sampler, max_new_tokens, stop, ignore_eos, stop_ids,
-                                constraint_for(self, constraint_text))
+                                constraint_for(self, constraint_text), hooks_for(ids))
             self.last_stats = req.stats
             it = _engine_stream(req)
             return it if stream else "".join(it)
         stats = GenerationStats(seed=sampler.seed)
         self.last_stats = stats
         it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,
-                            ignore_eos, stats, stop_ids, constraint=constraint_for(self, constraint_text))
+                            ignore_eos, stats, stop_ids, constraint=constraint_for(self, constraint_text),
+                            hooks=hooks_for(ids))
         if stream:
             return it          # takes the lock per token (in _eval_chunk)
         with self._lock:       # the whole call at once: other callers wait, none re-syncs
@@ -571,33 +589,43 @@ class Model:
                                seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
                                frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
                                chat_template: Optional[str] = None, response_format=None,
-                               grammar: Optional[str] = None, tools=None):
+                               grammar: Optional[str] = None, tools=None, logprobs: bool = False,
+                               top_logprobs: Optional[int] = None, logit_bias=None, logits_processor=None,
+                               stopping_criteria=None):
         """An OpenAI `chat.completion` dict, or with stream=True an iterator of
         `chat.completion.chunk` dicts (the last one has finish_reason and usage).
         response_format {"type": "json_object"} or {"type": "json_schema", "json_schema":
         {"name": ..., "schema": {...}}} (or grammar=GBNF text) constrains the reply. tools (OpenAI
         tool definitions) go to the chat template, as HF's apply_chat_template passes them; the
-        reply is returned as text (no tool-call parsing)."""
+        reply is returned as text (no tool-call parsing). logprobs=True (with top_logprobs=N
+        alternatives, 0..20) adds OpenAI's choices[0].logprobs.content; logit_bias,
+        logits_processor and stopping_criteria as in generate()."""
         from . import chat
         return chat.create_chat_completion(
             self, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, chat_template=chat_template,
-            response_format=response_format, grammar=grammar, tools=tools)
+            response_format=response_format, grammar=grammar, tools=tools, logprobs=logprobs,
+            top_logprobs=top_logprobs, logit_bias=logit_bias, logits_processor=logits_processor,
+            stopping_criteria=stopping_criteria)
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, temperature: float = 0.8,
                           top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,
                           seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
                           frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-                          response_format=None, grammar: Optional[str] = None):
+                          response_format=None, grammar: Optional[str] = None, logprobs: Optional[int] = None,
+                          echo: bool = False, logit_bias=None, logits_processor=None, stopping_criteria=None):
         """An OpenAI `text_completion` dict (or an iterator of them with stream=True);
-        response_format / grammar as in create_chat_completion."""
+        response_format / grammar as in create_chat_completion. logprobs=N (0..20) adds
+        choices[0].logprobs (tokens, token_logprobs, top_logprobs, text_offset); echo=True puts
+        the prompt before the text (and its tokens in logprobs, the first with None)."""
         from . import chat
         return chat.create_completion(
             self, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-            response_format=response_format, grammar=grammar)
+            response_format=response_format, grammar=grammar, logprobs=logprobs, echo=echo,
+            logit_bias=logit_bias, logits_processor=logits_processor, stopping_criteria=stopping_criteria)
 
     def chat(self, messages_or_text, **kwargs) -> str:
         """The assistant's reply as a str; a str argument is one user message. Keyword arguments

@@ -97,6 +97,36 @@ def r_model(client):
     return client.models.list().data[0].id
 
 
+def test_logprobs_and_logit_bias_through_openai_client(client, model):
+    """OpenAI's logprobs shapes, read by the official client, equal the library's (which equal
+    log_softmax of the model's logits: test_sampling_hooks.py), streamed or not."""
+    want = model.create_chat_completion(CHAT, logprobs=True, top_logprobs=3, **GREEDY)["choices"][0]["logprobs"]
+    r = client.chat.completions.create(model=r_model(client), messages=CHAT, logprobs=True, top_logprobs=3, **GREEDY)
+    got = r.choices[0].logprobs.content
+    assert [e.token for e in got] == [e["token"] for e in want["content"]] and got
+    assert [e.logprob for e in got] == pytest.approx([e["logprob"] for e in want["content"]], abs=1e-6)
+    assert [[t.token for t in e.top_logprobs] for e in got] == \
+        [[t["token"] for t in e["top_logprobs"]] for e in want["content"]]
+    chunks = client.chat.completions.create(model=r.model, messages=CHAT, logprobs=True, top_logprobs=3,
+                                            stream=True, **GREEDY)
+    streamed = [e.token for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert streamed == [e.token for e in got]
+
+    prompt = "The three primary colors are"
+    want = model.create_completion(prompt, max_tokens=6, temperature=0, logprobs=2, echo=True)["choices"][0]
+    c = client.completions.create(model=r.model, prompt=prompt, max_tokens=6, temperature=0, logprobs=2, echo=True)
+    assert c.choices[0].text == want["text"] and c.choices[0].text.startswith(prompt)
+    assert c.choices[0].logprobs.tokens == want["logprobs"]["tokens"]
+    assert c.choices[0].logprobs.text_offset == want["logprobs"]["text_offset"]
+    assert c.choices[0].logprobs.token_logprobs[0] is None
+    assert c.choices[0].logprobs.token_logprobs[1:] == pytest.approx(want["logprobs"]["token_logprobs"][1:], abs=1e-6)
+
+    banana = model.tokenize(" banana", add_bos=False)[0]
+    b = client.completions.create(model=r.model, prompt=prompt, max_tokens=2, temperature=0,
+                                  logit_bias={str(banana): 100})
+    assert b.choices[0].text == " banana banana"
+
+
 def test_embeddings(client, server, model):
     texts = ["The cat sat on the mat.", "Paris is the capital of France."]
     want = model.embed(texts, pooling="mean", normalize=True)
@@ -333,6 +363,11 @@ BAD = [  # (path, body or raw bytes, status, code, param)
     ("/chat/completions", {"messages": CHAT, "top_k": 2**40}, 400, "invalid_value", "top_k"),
     ("/chat/completions", {"messages": CHAT, "response_format": {"type": "xml"}}, 400, None, "response_format"),
     ("/completions", {"prompt": ["a", "b"]}, 400, "unsupported", "prompt"),
+    ("/completions", {"prompt": "x", "logprobs": 21}, 400, "invalid_value", "logprobs"),
+    ("/completions", {"prompt": "x", "logit_bias": {"x": 1}}, 400, None, "logit_bias"),
+    ("/completions", {"prompt": "x", "logit_bias": {"5": 101}}, 400, None, "logit_bias"),
+    ("/chat/completions", {"messages": CHAT, "logprobs": 2}, 400, "invalid_type", "logprobs"),
+    ("/chat/completions", {"messages": CHAT, "top_logprobs": 2}, 400, None, "top_logprobs"),
     ("/embeddings", {"input": 5}, 400, "invalid_type", "input"),
     ("/nope", {}, 404, "not_found", None),
 ]
@@ -351,7 +386,7 @@ WEIRD = [None, True, -1, 0, 2**70, -1e300, 0.5, "", "x", [], [1], ["a"], {}, {"a
 FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
           "min_p", "stop", "seed", "stream", "stream_options", "n", "logprobs", "presence_penalty",
           "frequency_penalty", "repeat_penalty", "response_format", "tools", "logit_bias", "input",
-          "encoding_format", "dimensions", "echo", "suffix", "user", "grammar"]
+          "encoding_format", "dimensions", "echo", "suffix", "user", "grammar", "top_logprobs"]
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings"])

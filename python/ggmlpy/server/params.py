@@ -124,9 +124,21 @@ def sampling(f: Fields) -> Dict[str, Any]:
     )
     f.unsupported("n", lambda v: v == 1)
     f.unsupported("best_of", lambda v: v == 1)
-    f.unsupported("logprobs", lambda v: v is False)
-    f.unsupported("top_logprobs", lambda v: v == 0)
-    f.unsupported("logit_bias", lambda v: v == {})
+    return out
+
+
+def logit_bias(f: Fields, n_vocab: int):
+    """OpenAI's logit_bias: {"token id": bias in [-100, 100]}, or None."""
+    v = f.obj("logit_bias")
+    if not v:
+        return None
+    out = {}
+    for k, b in v.items():
+        if not (k.isdigit() and int(k) < n_vocab):
+            raise bad_param("logit_bias", f"'logit_bias' key {json.dumps(k)} is not a token id in [0, {n_vocab})")
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not -100 <= b <= 100:
+            raise bad_param("logit_bias", f"'logit_bias[\"{k}\"]' = {json.dumps(b)}, expected a number in [-100, 100]")
+        out[int(k)] = float(b)
     return out
 
 

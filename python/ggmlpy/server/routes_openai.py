@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from .. import chat as chatlib
 from .errors import APIError, bad_param
-from .params import Fields, max_tokens, read_json, sampling, stream_options
+from .params import Fields, logit_bias, max_tokens, read_json, sampling, stream_options
 from .sse import SSEResponse, events
 
 
@@ -162,6 +162,11 @@ async def chat_completions(request):
     messages = _messages(f.body["messages"])
     kwargs = sampling(f)
     kwargs["max_tokens"] = max_tokens(f, None)
+    kwargs["logit_bias"] = logit_bias(f, model.n_vocab)
+    kwargs["logprobs"] = f.boolean("logprobs", False)
+    kwargs["top_logprobs"] = f.integer("top_logprobs", None, 0, 20)
+    if kwargs["top_logprobs"] is not None and not kwargs["logprobs"]:
+        raise bad_param("top_logprobs", "'top_logprobs' needs 'logprobs': true")
     f.unsupported("tools", lambda v: v == [])
     f.unsupported("tool_choice", lambda v: v == "none")
     kwargs.update(_constraints(f))
@@ -179,10 +184,14 @@ async def chat_completions(request):
     def assemble(chunks):
         last = chunks[-1] if chunks else {}
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        lp = None
+        if kwargs["logprobs"]:
+            lp = {"content": [e for c in chunks if c["choices"] and c["choices"][0]["logprobs"]
+                              for e in c["choices"][0]["logprobs"]["content"]]}
         return {"id": last.get("id"), "object": "chat.completion", "created": last.get("created"),
                 "model": engine.model_id,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
+                             "logprobs": lp, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
     return await _run_constrained(lambda: _generate(
         request, engine, stream, include_usage, lambda: model.create_chat_completion(messages, stream=True, **kwargs),
@@ -195,7 +204,9 @@ async def completions(request):
     _check_model(f, engine)
     kwargs = sampling(f)
     kwargs["max_tokens"] = max_tokens(f, 16)
-    f.unsupported("echo", lambda v: v is False)
+    kwargs["logit_bias"] = logit_bias(f, model.n_vocab)
+    kwargs["logprobs"] = f.integer("logprobs", None, 0, 20)
+    kwargs["echo"] = f.boolean("echo", False)
     f.unsupported("suffix", lambda v: v == "")
     kwargs.update(_constraints(f))
     stream = f.boolean("stream", False)
@@ -205,10 +216,17 @@ async def completions(request):
 
     def assemble(chunks):
         last = chunks[-1] if chunks else {}
+        lp = None
+        if kwargs["logprobs"] is not None:
+            lp = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+            for c in chunks:
+                part = c["choices"][0]["logprobs"] if c["choices"] else None
+                for k in lp if part else ():
+                    lp[k] += part[k]
         return {"id": last.get("id"), "object": "text_completion", "created": last.get("created"),
                 "model": engine.model_id,
                 "choices": [{"text": "".join(c["choices"][0]["text"] for c in chunks), "index": 0,
-                             "logprobs": None, "finish_reason": last["choices"][0]["finish_reason"]}],
+                             "logprobs": lp, "finish_reason": last["choices"][0]["finish_reason"]}],
                 "usage": last.get("usage")}
     return await _run_constrained(lambda: _generate(
         request, engine, stream, include_usage, lambda: model.create_completion(prompt, stream=True, **kwargs),
