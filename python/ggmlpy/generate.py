@@ -87,6 +87,9 @@ class GenerationStats:
     seed: int = -1
     token_ids: List[int] = field(default_factory=list)
     logprobs: Optional[list] = None   # sampling_hooks.TokenLogprob per generated token, when asked for
+    draft_passes: int = 0       # speculative decoding: passes of the model, tokens drafted, kept
+    draft_tokens: int = 0
+    draft_accepted: int = 0
 
     @property
     def prompt_tps(self) -> float:
@@ -163,7 +166,8 @@ class TokenStepper:
 
 def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_tokens: Optional[int],
                    stop: Optional[Sequence[str]], ignore_eos: bool, stats: GenerationStats,
-                   stop_ids: Sequence[int] = (), constraint=None, hooks=None) -> Iterator[str]:
+                   stop_ids: Sequence[int] = (), constraint=None, hooks=None,
+                   drafter=None) -> Iterator[str]:
     """Evaluates prompt_ids, then samples up to max_new_tokens (None: until EOS or the context is
     full), yielding text pieces (the rules: TokenStepper). Fills `stats` as it goes (also when the
     caller stops iterating early or Ctrl-C interrupts between tokens: "interrupted"). A core with
@@ -188,6 +192,15 @@ def run_generation(core, tokenizer, sampler, prompt_ids: Sequence[int], max_new_
     t1 = time.perf_counter()
     stats.prompt_time = t1 - t0
     sampler.accept_many(list(prompt_ids))   # penalties see the prompt too, as in llama.cpp / HF
+    if drafter is not None:    # speculative decoding (speculative.py): the same text, faster
+        from .speculative import speculative_steps
+        try:
+            for text in speculative_steps(core, stepper, drafter, list(prompt_ids), logits, n_ctx, max_new_tokens):
+                stats.generation_time = time.perf_counter() - t1
+                yield text
+        finally:
+            stats.generation_time = time.perf_counter() - t1
+        return
     try:
         while True:
             tid, pieces = stepper.step(logits, core.n_past, n_ctx)

@@ -21,6 +21,9 @@ from .generate import GenerationStats, run_generation
 _TRUE = ("1", "true", "True", "yes")
 
 
+_DEFAULT = object()   # generate(draft_model=...) not given: the Model's own
+
+
 def _resolve_path(model_path) -> str:
     """A GGUF path for model_path: GGUF files as they are; legacy ggml GPT-J / llama2.c .bin files
     through the converter's aligned cache. Unknown formats raise GGUFError naming the file."""
@@ -186,6 +189,10 @@ class _Generation:
         """Starts this generation with the prompt ids: (logits of the last one, tokens reused)."""
         return self._model._prefill(self, tuple(ids))
 
+    def truncate(self, n: int) -> None:
+        """Keeps the first n tokens of this generation (speculative decoding's rejected drafts)."""
+        self._model._truncate(self, n)
+
 
 class Model:
     """A GGUF model on the CPU. `Model("model.gguf", n_ctx=2048, n_threads=8)`; `generate(...)`
@@ -205,8 +212,9 @@ class Model:
 
     def __init__(self, model_path, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
                  use_mmap: bool = True, use_mlock: bool = False, seed: int = -1, verbose: bool = False,
-                 kv_type: str = "f16", n_seq_max: int = 1):
+                 kv_type: str = "f16", n_seq_max: int = 1, draft_model=None):
         self._core = None
+        self._drafter = None
         self._lock = threading.RLock()
         # What the C++ KV cache holds: the evaluated chunks of ids, in order, and the generation
         # they belong to (None: eval() calls or unknown). Only changed with the lock held.
@@ -234,10 +242,19 @@ class Model:
         self.seed = seed
         self._rng = random.Random(seed if seed >= 0 else None)  # draws per-call seeds
         self.last_stats: Optional[GenerationStats] = None
+        try:
+            self._drafter = self._make_drafter(draft_model)   # speculative decoding by default
+        except BaseException:
+            self.close()
+            raise
         if verbose:
             import sys
             print(f"ggmlpy: loaded {path} ({self.arch}, n_vocab {self.n_vocab}, n_ctx {self.n_ctx}, "
                   f"{self.n_threads} thread{'' if self.n_threads == 1 else 's'}) in {self.load_time * 1e3:.1f} ms", file=sys.stderr)
+
+    def _make_drafter(self, draft_model):
+        from .speculative import make_drafter
+        return make_drafter(draft_model, self)
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -410,6 +427,24 @@ class Model:
             gen.chunks.append(chunk)
             return out
 
+    def _truncate(self, gen: _Generation, n: int) -> None:
+        """Cuts gen's tokens to the first n (its chunks, and the cache if it holds them)."""
+        with self._use() as core:
+            kept: List[Tuple[int, ...]] = []
+            total = 0
+            for c in gen.chunks:
+                if total + len(c) > n:
+                    if n > total:
+                        kept.append(c[:n - total])
+                    total = n
+                    break
+                kept.append(c)
+                total += len(c)
+            gen.chunks, gen.n_past = kept, total
+            if self._cache_owner is gen:
+                core.truncate(total)
+                self._cache_chunks = list(kept)
+
     def _eval_hidden(self, ids: List[int]) -> np.ndarray:
         """Final hidden states (len(ids), n_embd) of ids from an empty context. The cache then
         holds ids, exactly as an eval of them would leave it, and is recorded so."""
@@ -453,7 +488,7 @@ class Model:
                  stop_token_ids: Optional[Sequence[int]] = None,
                  grammar: Optional[str] = None, json_schema=None,
                  logit_bias=None, logits_processor=None, stopping_criteria=None,
-                 logprobs: Optional[int] = None,
+                 logprobs: Optional[int] = None, draft_model=_DEFAULT,
                  ) -> Union[str, Iterator[str]]:
         """Generates from prompt (text, or token ids). Returns the new text (without the prompt),
         or with stream=True an iterator of text pieces. temperature 0 is greedy. Ends at EOS/EOG or
@@ -474,7 +509,15 @@ class Model:
         logits) returning True ends the generation ("stop") before the next token. logprobs=N
         (0..20) records each generated token's log-probability under the model's logits and the N
         most likely alternatives in last_stats.logprobs. The order of the steps:
-        python/ggmlpy/sampling_hooks.py."""
+        python/ggmlpy/sampling_hooks.py.
+
+        draft_model (default: the Model's own draft_model) turns on speculative decoding:
+        "prompt-lookup" (or speculative.PromptLookup(k=...)) drafts from n-grams repeated in the
+        prompt and text, a smaller Model with the same vocabulary (or speculative.DraftModel(m,
+        k=...)) by its greedy tokens; None turns it off. The text is identical to decoding without
+        it (greedy and sampled); last_stats counts draft_passes, draft_tokens, draft_accepted. It
+        applies to one prompt without start_batching (a list of prompts and the batch engine
+        decode without drafts)."""
         m = self._m
         if max_new_tokens is not None:
             max_new_tokens = _int("max_new_tokens", max_new_tokens, -1, 2**62,
@@ -511,6 +554,7 @@ class Model:
             return SamplingHooks.make(prompt_ids, m.n_vocab, logit_bias, logits_processor,
                                       stopping_criteria, logprobs)
         hooks_for([])
+        drafter = self._drafter if draft_model is _DEFAULT else self._make_drafter(draft_model)
 
         if _is_prompt_list(prompt):
             from .batch import generate_batch
@@ -541,7 +585,7 @@ class Model:
         self.last_stats = stats
         it = run_generation(_Generation(self, m.n_ctx), m.tokenizer, sampler, ids, max_new_tokens, stop,
                             ignore_eos, stats, stop_ids, constraint=constraint_for(self, constraint_text),
-                            hooks=hooks_for(ids))
+                            hooks=hooks_for(ids), drafter=drafter)
         if stream:
             return it          # takes the lock per token (in _eval_chunk)
         with self._lock:       # the whole call at once: other callers wait, none re-syncs
