@@ -75,6 +75,12 @@ public:
     virtual int n_past_seq(int seq) const = 0;         // tokens cached for sequence seq
     virtual void truncate_seq(int seq, int n) = 0;     // as truncate, for sequence seq
     virtual void copy_seq(int src, int dst) = 0;       // dst's cache becomes a copy of src's
+    // Sequence seq's cache as bytes: a header (magic "GGPYKV", version, n_layer, K/V row size,
+    // cache type, n_past) then every layer's K and V for the n_past cells. set_kv_state puts such
+    // bytes back (n_past included), after checking them against this model: ValueError naming
+    // the mismatch, and nothing changes.
+    virtual std::string kv_state(int seq) const = 0;
+    virtual void set_kv_state(int seq, const std::string& state) = 0;
     virtual void reset() = 0;                      // empties the KV cache (n_past = 0)
     // Keeps the first n cached tokens (0 <= n <= n_past), dropping the rest: later tokens only
     // attend to positions < n_past, so the cache rows past n are simply overwritten.

@@ -215,6 +215,7 @@ class Model:
                  kv_type: str = "f16", n_seq_max: int = 1, draft_model=None):
         self._core = None
         self._drafter = None
+        self._prompt_cache = None       # set_cache()
         self._lock = threading.RLock()
         # What the C++ KV cache holds: the evaluated chunks of ids, in order, and the generation
         # they belong to (None: eval() calls or unknown). Only changed with the lock held.
@@ -455,6 +456,62 @@ class Model:
             self._cache_chunks = [tuple(ids)]
             return out
 
+    # ---- saved state and the prompt cache (python/ggmlpy/state.py) ----------------------------
+    def save_state(self):
+        """The KV cache of the Model's context (the last generation's or eval's tokens), the token
+        ids it holds and the seed generator, as a state.ModelState (save(path) writes it to disk)."""
+        from .state import ModelState, model_identity
+        with self._use() as core:
+            return self._state_of(core, ModelState, model_identity)
+
+    def _state_of(self, core, ModelState, model_identity):
+        toks = tuple(t for c in self._cache_chunks for t in c)
+        known = len(toks) == core.n_past and (core.n_past == 0 or self._cache_chunks)
+        return ModelState(model_identity(self), toks if known else None, core.kv_state(0), self._rng.getstate())
+
+    def load_state(self, state) -> None:
+        """Puts a state from save_state (or state.ModelState.load(path)) back: a generate whose
+        prompt starts with its tokens evaluates only the rest, with the text generating straight on
+        would give. A state of another model is refused (ValueError naming what differs)."""
+        from .state import ModelState, check_identity
+        if not isinstance(state, ModelState):
+            raise TypeError(f"load_state takes a ModelState (from save_state or ModelState.load), "
+                            f"got {type(state).__name__}")
+        with self._use() as core:
+            check_identity(state, self)
+            core.set_kv_state(state.kv)
+            self._cache_chunks = [tuple(state.tokens)] if state.tokens else []
+            self._cache_owner = None
+            if state.rng_state is not None:
+                self._rng.setstate(state.rng_state)
+
+    def set_cache(self, cache) -> None:
+        """A state.PromptCache (or None): generations then start from the cached state sharing the
+        longest prefix with their prompt when it beats the live KV cache, and the live cache's
+        contents are stored there before a generation discards them."""
+        from .state import PromptCache
+        if cache is not None and not isinstance(cache, PromptCache):
+            raise TypeError(f"set_cache takes a PromptCache or None, got {type(cache).__name__}")
+        self._prompt_cache = cache
+
+    def _use_prompt_cache(self, core, ids: Tuple[int, ...]) -> None:
+        """Before a prefill of ids: store the live cache if ids would discard part of it, and load
+        the stored state that shares more of ids than the live cache does."""
+        from .state import ModelState, model_identity
+        cache = self._prompt_cache
+        live = tuple(t for c in self._cache_chunks for t in c)
+        n_live = 0
+        while n_live < min(len(live), len(ids) - 1) and live[n_live] == ids[n_live]:
+            n_live += 1
+        if len(live) > n_live and len(live) == core.n_past:
+            cache.put(self._state_of(core, ModelState, model_identity))
+        n, state = cache.longest_prefix(ids[:-1])
+        if state is not None and n > n_live and state.tokens and len(state.tokens) == state.n_tokens:
+            rng = self._rng.getstate()        # a cached state does not move the seed generator
+            core.set_kv_state(state.kv)
+            self._rng.setstate(rng)
+            self._cache_chunks, self._cache_owner = [tuple(state.tokens)], None
+
     def _prefill(self, gen: _Generation, ids: Tuple[int, ...]):
         """Makes gen's context the prompt ids, keeping the longest prefix of ids the cache already
         holds (whole chunks, then part of the next one) and evaluating only the rest as one chunk.
@@ -462,6 +519,8 @@ class Model:
         whose earlier turns are in the cache thus costs only its new tokens. Returns (logits,
         number of tokens reused)."""
         with self._use() as core:
+            if self._prompt_cache is not None:
+                self._use_prompt_cache(core, ids)
             kept: List[Tuple[int, ...]] = []
             n_keep, limit = 0, len(ids) - 1
             for c in self._cache_chunks:

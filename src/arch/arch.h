@@ -101,6 +101,11 @@ public:
     int64_t base(int seq) const { return (int64_t)seq * n_ctx_; }  // first cell of sequence seq
     // Copies cells [0, n) of sequence src to sequence dst (a forked prefix).
     void copy_cells(int src, int dst, int n);
+    // Cells [0, n) of sequence seq, every layer's K then V, appended to out / read from in
+    // (cells_bytes(n) bytes).
+    size_t cells_bytes(int n) const;
+    void read_cells(int seq, int n, std::string& out) const;
+    void write_cells(int seq, int n, const char* in);
     DType type() const { return type_; }
     size_t bytes() const { return bytes_; }
     Tensor* k(int il) const { return k_[il]; }
@@ -161,6 +166,8 @@ public:
     int n_past_seq(int seq) const override;
     void truncate_seq(int seq, int n) override;
     void copy_seq(int src, int dst) override;
+    std::string kv_state(int seq) const override;
+    void set_kv_state(int seq, const std::string& state) override;
     void set_n_threads(int n) override;
     int n_threads() const override { return n_threads_; }
     void close() override;

@@ -157,6 +157,36 @@ void KVCache::copy_cells(int src, int dst, int n) {
     }
 }
 
+size_t KVCache::cells_bytes(int n) const {
+    const size_t esz = dtype_traits(type_).type_size;
+    size_t total = 0;
+    for (size_t il = 0; il < k_.size(); ++il) total += (size_t)n * k_[il]->nb[1] + (size_t)v_[il]->ne[1] * n * esz;
+    return total;
+}
+
+void KVCache::read_cells(int seq, int n, std::string& out) const {
+    const size_t esz = dtype_traits(type_).type_size;
+    for (size_t il = 0; il < k_.size(); ++il) {
+        const Tensor* k = k_[il];
+        out.append((const char*)k->data + base(seq) * k->nb[1], (size_t)n * k->nb[1]);
+        const Tensor* v = v_[il];
+        for (int64_t c = 0; c < v->ne[1]; ++c)
+            out.append((const char*)v->data + c * v->nb[1] + base(seq) * esz, (size_t)n * esz);
+    }
+}
+
+void KVCache::write_cells(int seq, int n, const char* in) {
+    const size_t esz = dtype_traits(type_).type_size;
+    for (size_t il = 0; il < k_.size(); ++il) {
+        Tensor* k = k_[il];
+        std::memcpy((char*)k->data + base(seq) * k->nb[1], in, (size_t)n * k->nb[1]);
+        in += (size_t)n * k->nb[1];
+        Tensor* v = v_[il];
+        for (int64_t c = 0; c < v->ne[1]; ++c, in += (size_t)n * esz)
+            std::memcpy((char*)v->data + c * v->nb[1] + base(seq) * esz, in, (size_t)n * esz);
+    }
+}
+
 // ---- DecoderModel ----------------------------------------------------------------------------------
 
 DecoderModel::DecoderModel(std::unique_ptr<GGUFFile> file, const ModelParams& params, std::string arch)
@@ -264,6 +294,54 @@ void DecoderModel::copy_seq(int src, int dst) {
     check_seq("copy_seq", dst);
     kv_->copy_cells(src, dst, seq_past_[(size_t)src]);
     seq_past_[(size_t)dst] = seq_past_[(size_t)src].load();
+}
+
+namespace {
+// kv_state header: magic, then uint32 version, n_layer, bytes per K row, cache type id, n_past
+constexpr char kKvMagic[8] = {'G', 'G', 'P', 'Y', 'K', 'V', '\0', '\0'};
+constexpr uint32_t kKvVersion = 1;
+constexpr size_t kKvHeader = sizeof(kKvMagic) + 5 * sizeof(uint32_t);
+}  // namespace
+
+std::string DecoderModel::kv_state(int seq) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw ValueError("kv_state: the model is closed");
+    check_seq("kv_state", seq);
+    const int n = seq_past_[(size_t)seq];
+    const uint32_t head[5] = {kKvVersion, (uint32_t)hp_.n_layer, (uint32_t)kv_->k(0)->nb[1],
+                              (uint32_t)kv_->type(), (uint32_t)n};
+    std::string out(kKvMagic, sizeof(kKvMagic));
+    out.append((const char*)head, sizeof(head));
+    out.reserve(kKvHeader + kv_->cells_bytes(n));
+    kv_->read_cells(seq, n, out);
+    return out;
+}
+
+void DecoderModel::set_kv_state(int seq, const std::string& state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw ValueError("set_kv_state: the model is closed");
+    check_seq("set_kv_state", seq);
+    if (state.size() < kKvHeader || std::memcmp(state.data(), kKvMagic, sizeof(kKvMagic)) != 0)
+        throw ValueError("set_kv_state: not a KV cache state (no GGPYKV header)");
+    uint32_t head[5];
+    std::memcpy(head, state.data() + sizeof(kKvMagic), sizeof(head));
+    const auto mismatch = [](const char* what, uint64_t got, uint64_t want) {
+        return ValueError("set_kv_state: the state's " + std::string(what) + " is " + std::to_string(got) +
+                          ", this model's " + std::to_string(want) + " (a state of another model or cache type)");
+    };
+    if (head[0] != kKvVersion) throw mismatch("format version", head[0], kKvVersion);
+    if (head[1] != (uint32_t)hp_.n_layer) throw mismatch("layer count", head[1], hp_.n_layer);
+    if (head[2] != (uint32_t)kv_->k(0)->nb[1]) throw mismatch("K row size in bytes", head[2], kv_->k(0)->nb[1]);
+    if (head[3] != (uint32_t)kv_->type()) throw mismatch("cache type id", head[3], (uint32_t)kv_->type());
+    const int n = (int)head[4];
+    if (head[4] > (uint32_t)n_ctx_)
+        throw ValueError("set_kv_state: the state holds " + std::to_string(head[4]) + " tokens, more than n_ctx = " +
+                         std::to_string(n_ctx_));
+    if (state.size() != kKvHeader + kv_->cells_bytes(n))
+        throw ValueError("set_kv_state: the state is " + std::to_string(state.size()) + " bytes, expected " +
+                         std::to_string(kKvHeader + kv_->cells_bytes(n)) + " for " + std::to_string(n) + " tokens");
+    kv_->write_cells(seq, n, state.data() + kKvHeader);
+    seq_past_[(size_t)seq] = n;
 }
 
 void DecoderModel::close() {

@@ -156,6 +156,22 @@ void register_model(py::module_& m) {
                  py::gil_scoped_release nogil;
                  self.copy_seq(src, dst);
              }, py::arg("src"), py::arg("dst"), "Sequence dst's cache becomes a copy of src's (a forked prefix).")
+        .def("kv_state", [](Model& self, int seq) {
+                 live(self, "kv_state");
+                 std::string s;
+                 {
+                     py::gil_scoped_release nogil;
+                     s = self.kv_state(seq);
+                 }
+                 return py::bytes(s);
+             }, py::arg("seq") = 0, "Sequence seq's KV cache (n_past cells) as bytes, with a header.")
+        .def("set_kv_state", [](Model& self, const py::bytes& state, int seq) {
+                 live(self, "set_kv_state");
+                 std::string s = state;
+                 py::gil_scoped_release nogil;
+                 self.set_kv_state(seq, s);
+             }, py::arg("state"), py::arg("seq") = 0,
+             "Puts bytes from kv_state back into sequence seq (checked against this model).")
         .def_property_readonly("n_seq_max", &Model::n_seq_max)
         .def("reset", [](Model& self) {
                  live(self, "reset");
