@@ -19,6 +19,10 @@ struct SamplerParams {
     float frequency_penalty = 0.0f;  // logit -= count * frequency_penalty
     float presence_penalty = 0.0f;   // logit -= (count > 0) * presence_penalty
     int repeat_last_n = 64;          // window for the penalties; 0: off, -1: the whole history
+    float typical_p = 1.0f;          // 1: off; locally typical set (Meister et al. 2022) of mass >= typical_p
+    int mirostat = 0;                // 0: off; 1 / 2: Mirostat v1 / v2 instead of top-k/top-p/min-p/typical
+    float mirostat_tau = 5.0f;       // target surprise (bits)
+    float mirostat_eta = 0.1f;       // learning rate of mu (mu starts at 2 * tau)
     int64_t seed = -1;               // < 0: drawn from std::random_device
 };
 
@@ -30,11 +34,15 @@ public:
 
     // Picks a token from logits[n_vocab] (the history is read, not changed: call accept()).
     // Steps: penalties -> (temperature <= 0: argmax) -> logits / T -> top-k -> softmax over the
-    // kept set -> top-p on those probabilities -> min-p -> draw. Throws ValueError if n_vocab <= 0
-    // or no finite logit is left.
+    // kept set -> min-p -> top-p on those probabilities -> typical-p -> draw. With mirostat:
+    // penalties -> logits / T -> softmax -> v1: top-k with k from mu and the estimated Zipf
+    // exponent of the 100 most likely; v2: the tokens of surprise -log2 p <= mu -> draw from the
+    // renormalized set -> mu -= eta * (surprise of the drawn token - tau). Throws ValueError if
+    // n_vocab <= 0 or no finite logit is left.
     int32_t sample(const float* logits, int n_vocab);
     void accept(int32_t id);                    // appends to the penalty history
-    void reset();                               // clears the history (keeps the RNG state)
+    void reset();                               // clears the history and mu (keeps the RNG state)
+    double mirostat_mu() const { return mu_; }
     void set_seed(int64_t seed);                // re-seeds the RNG (< 0: random)
     int64_t seed() const { return seed_; }      // the effective seed
     const SamplerParams& params() const { return params_; }
@@ -53,6 +61,13 @@ private:
     std::vector<int32_t> idx_;                  // scratch: candidate ids, reused between calls
     std::vector<float> val_;                    // scratch: candidate logits
     std::vector<float> pen_;                    // scratch: the logits with penalties applied
+    double mu_ = 0;                             // mirostat's running surprise bound (2 * tau at start)
+
+    // the draw over ids idx_[0, keep) with weights val_[id], in id order
+    int32_t draw(size_t keep);
+    int32_t sample_mirostat(const float* l, float best, float inv_t);
+    size_t typical_set(size_t keep);   // typical-p over idx_[0, keep): the new keep, set in front
+    int n_vocab_ = 0;
 };
 
 }  // namespace ggmlpy

@@ -311,11 +311,22 @@ def _whole_call(model):
 
 
 def _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty,
-              logit_bias=None, logits_processor=None, stopping_criteria=None, logprobs=None):
-    return dict(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
-                repetition_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty, logit_bias=logit_bias, logits_processor=logits_processor,
-                stopping_criteria=stopping_criteria, logprobs=logprobs)
+              logit_bias=None, logits_processor=None, stopping_criteria=None, logprobs=None, extra=None):
+    out = dict(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed,
+               repetition_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+               presence_penalty=presence_penalty, logit_bias=logit_bias, logits_processor=logits_processor,
+               stopping_criteria=stopping_criteria, logprobs=logprobs)
+    out.update(extra or {})     # typical_p, mirostat_mode, mirostat_tau, mirostat_eta (generate checks them)
+    return out
+
+
+_EXTRA_SAMPLING = ("typical_p", "mirostat_mode", "mirostat_tau", "mirostat_eta", "draft_model")
+
+
+def _check_extra(extra):
+    for k in extra:
+        if k not in _EXTRA_SAMPLING:
+            raise TypeError(f"unexpected keyword argument '{k}'")
 
 
 def _usage(stats):
@@ -331,7 +342,9 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
                            min_p=0.05, stop=None, seed=None, stream=False, repeat_penalty=1.0,
                            frequency_penalty=0.0, presence_penalty=0.0, chat_template=None,
                            response_format=None, grammar=None, tools=None, logprobs=False,
-                           top_logprobs=None, logit_bias=None, logits_processor=None, stopping_criteria=None):
+                           top_logprobs=None, logit_bias=None, logits_processor=None, stopping_criteria=None,
+                           **extra):
+    _check_extra(extra)
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
     if not isinstance(logprobs, bool) and logprobs is not None:
@@ -347,7 +360,7 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
     ids = prompt_ids(model, text)
     sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty,
                          logit_bias, logits_processor, stopping_criteria,
-                         (top_logprobs or 0) if logprobs else None)
+                         (top_logprobs or 0) if logprobs else None, extra)
     sampling.update(constrained)
     cid, created, name = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
     it, stats = _run(model, ids, max_tokens, stops, sampling, end_of_turn_ids(model, template))
@@ -382,7 +395,8 @@ def create_chat_completion(model, messages, max_tokens=None, temperature=0.8, to
 def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05,
                       stop=None, seed=None, stream=False, repeat_penalty=1.0, frequency_penalty=0.0,
                       presence_penalty=0.0, response_format=None, grammar=None, logprobs=None, echo=False,
-                      logit_bias=None, logits_processor=None, stopping_criteria=None):
+                      logit_bias=None, logits_processor=None, stopping_criteria=None, **extra):
+    _check_extra(extra)
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
     if not isinstance(echo, bool):
@@ -392,7 +406,7 @@ def create_completion(model, prompt, max_tokens=16, temperature=0.8, top_p=0.95,
     max_tokens = _max_tokens(max_tokens)
     stops = _stop_list(stop)
     sampling = _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_penalty, presence_penalty,
-                         logit_bias, logits_processor, stopping_criteria, logprobs)
+                         logit_bias, logits_processor, stopping_criteria, logprobs, extra)
     sampling.update(_constraint_kwargs(response_format, grammar))
     cid, created, name = "cmpl-" + uuid.uuid4().hex, int(time.time()), model.model_path
     from .sampling_hooks import completion_logprobs, emitted_count, prompt_logprobs

@@ -547,7 +547,8 @@ class Model:
                  stop_token_ids: Optional[Sequence[int]] = None,
                  grammar: Optional[str] = None, json_schema=None,
                  logit_bias=None, logits_processor=None, stopping_criteria=None,
-                 logprobs: Optional[int] = None, draft_model=_DEFAULT,
+                 logprobs: Optional[int] = None, draft_model=_DEFAULT, typical_p: float = 1.0,
+                 mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1,
                  ) -> Union[str, Iterator[str]]:
         """Generates from prompt (text, or token ids). Returns the new text (without the prompt),
         or with stream=True an iterator of text pieces. temperature 0 is greedy. Ends at EOS/EOG or
@@ -561,6 +562,10 @@ class Model:
         grammar (GBNF text) or json_schema (a JSON Schema dict) constrains every sampled token so
         the text is a sentence of the grammar / a JSON document valid under the schema; it ends
         when the grammar is complete ("stop"), or is cut by max_new_tokens ("length").
+
+        typical_p < 1 keeps the locally typical set; mirostat_mode 1 or 2 samples with Mirostat
+        (target surprise mirostat_tau bits, learning rate mirostat_eta) instead of top-k / top-p /
+        min-p / typical-p (include/ggmlpy/sampler.h has the order of the steps).
 
         As llama-cpp-python's Llama: logit_bias {token id: bias} is added to the logits;
         logits_processor (a callable or a list) maps (ids, logits) -> logits, ids an int32 array
@@ -596,14 +601,17 @@ class Model:
         stop_ids = _token_ids("stop_token_ids", stop_token_ids or [], m.n_vocab)
         floats = {k: _float(k, v) for k, v in dict(
             temperature=temperature, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty).items()}
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, typical_p=typical_p,
+            mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta).items()}
+        mirostat_mode = _int("mirostat_mode", mirostat_mode, 0, 2, "0 (off), 1 or 2")
 
         def sampler_for(seed, name="seed"):
             if seed is None:
                 seed = self._rng.randrange(2**63) if self.seed >= 0 else -1
             seed = _int(name, seed, INT64_MIN, INT64_MAX, "an int in [-2**63, 2**63) (-1: random)")
             # the sampler validates the float ranges and names the parameter
-            return _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, **floats)
+            return _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, mirostat=mirostat_mode,
+                                 **floats)
 
         from .grammar import constraint_for, grammar_text
         from .sampling_hooks import SamplingHooks
@@ -694,7 +702,7 @@ class Model:
                                chat_template: Optional[str] = None, response_format=None,
                                grammar: Optional[str] = None, tools=None, logprobs: bool = False,
                                top_logprobs: Optional[int] = None, logit_bias=None, logits_processor=None,
-                               stopping_criteria=None):
+                               stopping_criteria=None, **sampling):
         """An OpenAI `chat.completion` dict, or with stream=True an iterator of
         `chat.completion.chunk` dicts (the last one has finish_reason and usage).
         response_format {"type": "json_object"} or {"type": "json_schema", "json_schema":
@@ -702,7 +710,8 @@ class Model:
         tool definitions) go to the chat template, as HF's apply_chat_template passes them; the
         reply is returned as text (no tool-call parsing). logprobs=True (with top_logprobs=N
         alternatives, 0..20) adds OpenAI's choices[0].logprobs.content; logit_bias,
-        logits_processor and stopping_criteria as in generate()."""
+        logits_processor and stopping_criteria as in generate(), and so are typical_p,
+        mirostat_mode, mirostat_tau, mirostat_eta and draft_model (keyword arguments)."""
         from . import chat
         return chat.create_chat_completion(
             self, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
@@ -710,14 +719,15 @@ class Model:
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, chat_template=chat_template,
             response_format=response_format, grammar=grammar, tools=tools, logprobs=logprobs,
             top_logprobs=top_logprobs, logit_bias=logit_bias, logits_processor=logits_processor,
-            stopping_criteria=stopping_criteria)
+            stopping_criteria=stopping_criteria, **sampling)
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, temperature: float = 0.8,
                           top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, stop=None,
                           seed: Optional[int] = None, stream: bool = False, repeat_penalty: float = 1.0,
                           frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
                           response_format=None, grammar: Optional[str] = None, logprobs: Optional[int] = None,
-                          echo: bool = False, logit_bias=None, logits_processor=None, stopping_criteria=None):
+                          echo: bool = False, logit_bias=None, logits_processor=None, stopping_criteria=None,
+                          **sampling):
         """An OpenAI `text_completion` dict (or an iterator of them with stream=True);
         response_format / grammar as in create_chat_completion. logprobs=N (0..20) adds
         choices[0].logprobs (tokens, token_logprobs, top_logprobs, text_offset); echo=True puts
@@ -728,7 +738,8 @@ class Model:
             min_p=min_p, stop=stop, seed=seed, stream=stream, repeat_penalty=repeat_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             response_format=response_format, grammar=grammar, logprobs=logprobs, echo=echo,
-            logit_bias=logit_bias, logits_processor=logits_processor, stopping_criteria=stopping_criteria)
+            logit_bias=logit_bias, logits_processor=logits_processor, stopping_criteria=stopping_criteria,
+            **sampling)
 
     def chat(self, messages_or_text, **kwargs) -> str:
         """The assistant's reply as a str; a str argument is one user message. Keyword arguments

@@ -28,6 +28,12 @@ Sampler::Sampler(const SamplerParams& p) : params_(p) {
     check_param(std::isfinite(p.frequency_penalty), "frequency_penalty", p.frequency_penalty, "a finite number");
     check_param(std::isfinite(p.presence_penalty), "presence_penalty", p.presence_penalty, "a finite number");
     check_param(p.repeat_last_n >= -1, "repeat_last_n", p.repeat_last_n, ">= -1 (-1: whole history, 0: off)");
+    check_param(std::isfinite(p.typical_p) && p.typical_p > 0 && p.typical_p <= 1, "typical_p", p.typical_p,
+                "in (0, 1]");
+    check_param(p.mirostat >= 0 && p.mirostat <= 2, "mirostat", p.mirostat, "0 (off), 1 or 2");
+    check_param(std::isfinite(p.mirostat_tau) && p.mirostat_tau > 0, "mirostat_tau", p.mirostat_tau, "> 0");
+    check_param(std::isfinite(p.mirostat_eta) && p.mirostat_eta >= 0, "mirostat_eta", p.mirostat_eta, ">= 0");
+    mu_ = 2.0 * p.mirostat_tau;
     set_seed(p.seed);
 }
 
@@ -51,7 +57,10 @@ void Sampler::accept(int32_t id) {
         while ((int)history_.size() > params_.repeat_last_n) history_.pop_front();
 }
 
-void Sampler::reset() { history_.clear(); }
+void Sampler::reset() {
+    history_.clear();
+    mu_ = 2.0 * params_.mirostat_tau;
+}
 
 void Sampler::apply_penalties(float* logits, int n_vocab) const {
     const SamplerParams& p = params_;
@@ -99,6 +108,10 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
     if (p.temperature <= 0) return best_id;   // greedy: first argmax
 
     const float inv_t = 1.0f / p.temperature;
+    if (p.mirostat) {
+        n_vocab_ = n_vocab;
+        return sample_mirostat(l, best, inv_t);
+    }
     // order: larger logit first, ties broken by smaller id, so results do not depend on std::sort
     // (a strict total order: the top-k set is unique, however it is found)
     auto before = [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
@@ -156,6 +169,11 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
             chunk *= 8;
         }
     }
+    if (p.typical_p < 1.0f) keep = typical_set(keep);
+    return draw(keep);
+}
+
+int32_t Sampler::draw(size_t keep) {
     // draw over the kept set in id order, so the result does not depend on how it was selected
     std::sort(idx_.begin(), idx_.begin() + keep);
     double total = 0;
@@ -167,6 +185,98 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
         if (u < acc) return idx_[i];
     }
     return idx_[keep - 1];
+}
+
+// Locally typical sampling over idx_[0, keep) (weights val_): p_i renormalized over the set,
+// H = -sum p log p; the tokens ordered by |-log p_i - H| (ties: larger p, then smaller id), and the
+// shortest prefix of that order whose mass reaches typical_p is kept (at least one token).
+size_t Sampler::typical_set(size_t keep) {
+    double z = 0;
+    for (size_t i = 0; i < keep; ++i) z += val_[idx_[i]];
+    double h = 0;
+    for (size_t i = 0; i < keep; ++i) {
+        const double q = val_[idx_[i]] / z;
+        if (q > 0) h -= q * std::log(q);
+    }
+    std::vector<std::pair<double, int32_t>> score(keep);
+    for (size_t i = 0; i < keep; ++i) {
+        const double q = val_[idx_[i]] / z;
+        score[i] = {q > 0 ? std::fabs(-std::log(q) - h) : INFINITY, idx_[i]};
+    }
+    std::sort(score.begin(), score.end(), [&](const auto& a, const auto& b) {
+        if (a.first != b.first) return a.first < b.first;
+        if (val_[a.second] != val_[b.second]) return val_[a.second] > val_[b.second];
+        return a.second < b.second;
+    });
+    double cum = 0;
+    size_t n = 0;
+    while (n < keep) {
+        cum += val_[score[n].second] / z;
+        idx_[n] = score[n].second;
+        ++n;
+        if (cum >= params_.typical_p) break;
+    }
+    for (size_t i = n; i < keep; ++i) idx_[i] = score[i].second;
+    return n;
+}
+
+// Mirostat (Basu et al. 2021) over every finite candidate in idx_: weights w = exp((l - best) / T).
+int32_t Sampler::sample_mirostat(const float* l, float best, float inv_t) {
+    const SamplerParams& p = params_;
+    idx_.clear();
+    for (int i = 0; i < n_vocab_; ++i)
+        if (std::isfinite(l[i])) idx_.push_back(i);
+    const size_t n = idx_.size();
+    double z = 0;
+    std::vector<double> w(n);
+    for (size_t i = 0; i < n; ++i) {
+        w[i] = std::exp((double)(l[idx_[i]] - best) * inv_t);
+        z += w[i];
+    }
+    // most likely first (ties: smaller id)
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return w[a] > w[b] || (w[a] == w[b] && idx_[a] < idx_[b]);
+    });
+    size_t keep = 1;
+    if (p.mirostat == 1) {
+        // Zipf exponent estimated from the m most likely: s = sum t_i b_i / sum t_i^2,
+        // t_i = log((i + 2) / (i + 1)), b_i = log(p_i / p_{i+1})
+        const size_t m = std::min<size_t>(100, n);
+        double num = 0, den = 0;
+        for (size_t i = 0; i + 1 < m; ++i) {
+            const double t = std::log((double)(i + 2) / (double)(i + 1));
+            const double b = std::log(w[order[i]] / w[order[i + 1]]);
+            if (!std::isfinite(b)) continue;
+            num += t * b;
+            den += t * t;
+        }
+        const double s_hat = den > 0 ? num / den : 1.0;
+        const double eps = s_hat - 1.0;
+        double k = eps != 0 ? std::pow((eps * std::pow(2.0, mu_)) / (1.0 - std::pow((double)n, -eps)), 1.0 / s_hat)
+                            : (double)n;
+        if (!std::isfinite(k)) k = (double)n;
+        keep = (size_t)std::max(1.0, std::min((double)n, std::round(k)));
+    } else {
+        // v2: the tokens whose surprise -log2(p) is at most mu, the most likely always
+        while (keep < n && -std::log2(w[order[keep]] / z) <= mu_) ++keep;
+    }
+    double zk = 0;
+    for (size_t i = 0; i < keep; ++i) zk += w[order[i]];
+    // draw in id order over the kept set
+    std::vector<size_t> kept(order.begin(), order.begin() + keep);
+    std::sort(kept.begin(), kept.end(), [&](size_t a, size_t b) { return idx_[a] < idx_[b]; });
+    const double u = uniform() * zk;
+    double acc = 0;
+    size_t pick = kept.back();
+    for (size_t i : kept) {
+        acc += w[i];
+        if (u < acc) { pick = i; break; }
+    }
+    const double surprise = -std::log2(w[pick] / zk);
+    mu_ -= p.mirostat_eta * (surprise - p.mirostat_tau);
+    return idx_[pick];
 }
 
 }  // namespace ggmlpy

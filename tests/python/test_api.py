@@ -124,6 +124,17 @@ def test_seed_reproducible(model):
     assert a == b and a != c
 
 
+def test_typical_and_mirostat_sampling(model):
+    prompt = "Once upon a time"
+    for kw in (dict(typical_p=0.5), dict(mirostat_mode=1), dict(mirostat_mode=2, mirostat_tau=3.0, mirostat_eta=0.2)):
+        a = model.generate(prompt, max_new_tokens=16, seed=11, **kw)
+        assert a == model.generate(prompt, max_new_tokens=16, seed=11, **kw) and a.strip()
+    with pytest.raises(ValueError, match="mirostat_mode"):
+        model.generate(prompt, mirostat_mode=3)
+    with pytest.raises(ValueError, match="typical_p"):
+        model.generate(prompt, typical_p=0.0)
+
+
 def test_penalties_change_greedy_output(model):
     kw = dict(max_new_tokens=24, temperature=0, ignore_eos=True)
     plain = model.generate("1, 2, 3, 4, 5,", **kw)

@@ -128,6 +128,8 @@ def test_penalties_exact():
     (dict(temperature=-0.1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.01), "top_p"),
     (dict(min_p=2.0), "min_p"), (dict(repetition_penalty=0.0), "repetition_penalty"),
     (dict(repeat_last_n=-5), "repeat_last_n"), (dict(temperature=float("nan")), "temperature"),
+    (dict(typical_p=0.0), "typical_p"), (dict(mirostat=3), "mirostat"), (dict(mirostat_tau=0.0), "mirostat_tau"),
+    (dict(mirostat_eta=-1.0), "mirostat_eta"),
 ])
 def test_bad_parameters(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -142,3 +144,76 @@ def test_bad_logits():
         s.sample(np.zeros(0, np.float32))
     with pytest.raises(ValueError, match="finite"):
         s.sample(np.full(4, -np.inf, np.float32))
+
+
+def typical_reference(logits, temperature, typical_p):
+    """Locally typical sampling (Meister et al.): p = softmax(l / T), H = entropy; order by
+    |-log p - H| (ties: larger p, then smaller id) and keep the shortest prefix of mass >= typical_p."""
+    l = np.asarray(logits, np.float64) / temperature
+    p = np.exp(l - l.max())
+    p /= p.sum()
+    h = -np.sum(p * np.log(p))
+    order = sorted(range(len(p)), key=lambda i: (abs(-np.log(p[i]) - h), -p[i], i))
+    cum, keep = 0.0, []
+    for i in order:
+        keep.append(i)
+        cum += p[i]
+        if cum >= typical_p:
+            break
+    out = np.zeros(len(p))
+    out[keep] = p[keep] / p[keep].sum()
+    return out
+
+
+@pytest.mark.parametrize("T,tp", [(1.0, 0.5), (0.7, 0.9), (1.3, 0.2)])
+def test_typical_p_distribution(T, tp):
+    logits = np.random.default_rng(int(T * 10)).normal(0, 1.5, 40).astype(np.float32)
+    expected = typical_reference(logits, T, tp)
+    assert 1 < (expected > 0).sum() < 40
+    s = _core.Sampler(temperature=T, top_k=0, top_p=1.0, min_p=0.0, typical_p=tp, seed=4)
+    n = 30000
+    chi2_ok(draw(s, logits, n), expected, n)
+
+
+def mirostat_replay(logits, temperature, tau, eta, version, tokens):
+    """Checks each drawn token against the Mirostat truncation a numpy reference computes from the
+    running mu, and returns the reference's final mu."""
+    l = np.asarray(logits, np.float64) / temperature
+    p = np.exp(l - l.max())
+    p /= p.sum()
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))
+    ps = p[order]
+    mu = 2 * tau
+    for t in tokens:
+        if version == 2:
+            k = 1 + int(np.sum(-np.log2(ps[1:]) <= mu))     # the most likely always stays
+        else:
+            m = min(100, len(ps))
+            ti = np.log(np.arange(2, m + 1) / np.arange(1, m))
+            bi = np.log(ps[:m - 1] / ps[1:m])
+            s_hat = np.sum(ti * bi) / np.sum(ti * ti)
+            eps = s_hat - 1
+            k = int(max(1, min(len(ps), np.round(((eps * 2 ** mu) / (1 - len(ps) ** -eps)) ** (1 / s_hat)))))
+        allowed = order[:k]
+        assert t in allowed, (t, k, mu)
+        q = p[t] / p[allowed].sum()
+        mu -= eta * (-np.log2(q) - tau)
+    return mu
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("tau,eta", [(3.0, 0.1), (5.0, 0.3)])
+def test_mirostat_matches_reference(version, tau, eta):
+    logits = np.random.default_rng(version).normal(0, 2.5, 3000).astype(np.float32)
+    s = _core.Sampler(temperature=0.9, mirostat=version, mirostat_tau=tau, mirostat_eta=eta, seed=8)
+    assert s.mirostat_mu == pytest.approx(2 * tau)
+    tokens = [s.sample(logits) for _ in range(300)]
+    mu = mirostat_replay(logits, 0.9, tau, eta, version, tokens)
+    assert s.mirostat_mu == pytest.approx(mu, rel=1e-6, abs=1e-6)
+    assert len(set(tokens)) > 3
+    s.reset()
+    assert s.mirostat_mu == pytest.approx(2 * tau)
+    # the observed surprise is steered towards tau: the mean over a long run lands near it
+    p = np.exp(logits / 0.9 - (logits / 0.9).max())
+    p /= p.sum()
+    assert abs(np.mean(-np.log2(p[tokens[100:]])) - tau) < 1.5

@@ -121,6 +121,14 @@ def test_logprobs_and_logit_bias_through_openai_client(client, model):
     assert c.choices[0].logprobs.token_logprobs[0] is None
     assert c.choices[0].logprobs.token_logprobs[1:] == pytest.approx(want["logprobs"]["token_logprobs"][1:], abs=1e-6)
 
+    # llama.cpp's server sampling fields: the same text as the library with the same seed
+    kw = dict(max_tokens=8, temperature=0.9, seed=5)
+    for extra, lib in (({"mirostat": 2, "mirostat_tau": 4.0}, {"mirostat_mode": 2, "mirostat_tau": 4.0}),
+                       ({"typical_p": 0.6}, {"typical_p": 0.6})):
+        want = model.create_completion(prompt, **kw, **lib)["choices"][0]["text"]
+        got = client.completions.create(model=r.model, prompt=prompt, extra_body=extra, **kw).choices[0].text
+        assert got == want
+
     banana = model.tokenize(" banana", add_bos=False)[0]
     b = client.completions.create(model=r.model, prompt=prompt, max_tokens=2, temperature=0,
                                   logit_bias={str(banana): 100})
@@ -386,7 +394,8 @@ WEIRD = [None, True, -1, 0, 2**70, -1e300, 0.5, "", "x", [], [1], ["a"], {}, {"a
 FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
           "min_p", "stop", "seed", "stream", "stream_options", "n", "logprobs", "presence_penalty",
           "frequency_penalty", "repeat_penalty", "response_format", "tools", "logit_bias", "input",
-          "encoding_format", "dimensions", "echo", "suffix", "user", "grammar", "top_logprobs"]
+          "encoding_format", "dimensions", "echo", "suffix", "user", "grammar", "top_logprobs", "typical_p",
+          "mirostat", "mirostat_tau", "mirostat_eta"]
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings"])

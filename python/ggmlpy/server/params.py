@@ -121,6 +121,10 @@ def sampling(f: Fields) -> Dict[str, Any]:
         presence_penalty=f.number("presence_penalty", 0.0, -2, 2),
         seed=f.integer("seed", None, -2**63, 2**63 - 1),
         stop=f.stop(),
+        typical_p=f.number("typical_p", 1.0, 0, 1, lo_open=True),
+        mirostat_mode=f.integer("mirostat", 0, 0, 2),          # llama.cpp's server names
+        mirostat_tau=f.number("mirostat_tau", 5.0, 0, 100, lo_open=True),
+        mirostat_eta=f.number("mirostat_eta", 0.1, 0, 1),
     )
     f.unsupported("n", lambda v: v == 1)
     f.unsupported("best_of", lambda v: v == 1)
