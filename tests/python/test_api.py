@@ -129,6 +129,16 @@ def test_typical_and_mirostat_sampling(model):
     for kw in (dict(typical_p=0.5), dict(mirostat_mode=1), dict(mirostat_mode=2, mirostat_tau=3.0, mirostat_eta=0.2)):
         a = model.generate(prompt, max_new_tokens=16, seed=11, **kw)
         assert a == model.generate(prompt, max_new_tokens=16, seed=11, **kw) and a.strip()
+    # the same seed gives the same tokens at any thread count (the logits' bits do not change)
+    n = model.n_threads
+    try:
+        texts = set()
+        for t in (1, 2, 3):
+            model.n_threads = t
+            texts.add(model.generate(prompt, max_new_tokens=16, seed=11, temperature=1.0, mirostat_mode=2))
+        assert len(texts) == 1
+    finally:
+        model.n_threads = n
     with pytest.raises(ValueError, match="mirostat_mode"):
         model.generate(prompt, mirostat_mode=3)
     with pytest.raises(ValueError, match="typical_p"):
