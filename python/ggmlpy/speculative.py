@@ -11,8 +11,10 @@ cut from the KV cache.
 
 Drafters: `PromptLookup` (n-gram lookup in the prompt and the text so far: a repeated n-gram
 proposes what followed it last time; no model) and `DraftModel` (greedy tokens of a smaller model
-with the same vocabulary). A draft is at most `k` tokens; PromptLookup proposes nothing where no
-n-gram repeats, so text that does not copy costs what plain decoding costs."""
+with the same vocabulary). A draft is at most `k` tokens, and about as long as the last one kept
+(doubling after a draft kept whole): rejected rows cost time and give nothing. Drafts of one token
+are not evaluated (a pass of 2 rows costs about 2 steps), and PromptLookup proposes nothing where no
+n-gram of 2 or more tokens repeats, so text that does not copy costs what plain decoding costs."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
@@ -20,12 +22,15 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 
+MIN_DRAFT = 2    # shorter drafts are not evaluated
+
+
 class PromptLookup:
     """Drafts by prompt lookup: the longest suffix of the tokens so far (max_ngram down to
     min_ngram tokens) that occurred before proposes the (up to k) tokens that followed its most
     recent earlier occurrence."""
 
-    def __init__(self, k: int = 10, max_ngram: int = 3, min_ngram: int = 1) -> None:
+    def __init__(self, k: int = 10, max_ngram: int = 3, min_ngram: int = 2) -> None:
         for name, v, lo in (("k", k, 1), ("max_ngram", max_ngram, 1), ("min_ngram", min_ngram, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"PromptLookup: {name} = {v!r}, expected an int >= {lo}")
@@ -130,6 +135,7 @@ def speculative_steps(core, stepper, drafter, tokens: List[int], first_logits, n
     passes, drafted and accepted tokens in stepper.stats (draft_passes, draft_tokens,
     draft_accepted)."""
     stats = stepper.stats
+    k_cur = drafter.k
     tid, pieces = stepper.step(first_logits, core.n_past, n_ctx)
     yield from pieces
     while tid is not None:
@@ -138,8 +144,10 @@ def speculative_steps(core, stepper, drafter, tokens: List[int], first_logits, n
         room = n_ctx - base - 1                   # draft tokens that fit after tid
         if max_new is not None:   # the pass's last row gives the last token: no draft past it
             room = min(room, max_new - stepper.stats.generated_tokens - 1)
-        draft = drafter.propose(tokens, min(drafter.k, room)) if room > 0 else []
+        draft = drafter.propose(tokens, min(k_cur, room)) if room > 0 else []
         draft = draft[:max(0, room)]
+        if len(draft) < MIN_DRAFT:      # a pass of 2 rows costs about 2 steps: a 1-token draft never pays
+            draft = []
         stats.draft_passes += 1
         stats.draft_tokens += len(draft)
         rows = core.eval([tid] + draft, True) if draft else core.eval([tid], False)[None, :]
@@ -153,6 +161,8 @@ def speculative_steps(core, stepper, drafter, tokens: List[int], first_logits, n
                 continue
             break
         stats.draft_accepted += accepted
+        if draft:   # drafts of about what the last ones kept: rejected rows cost time for nothing
+            k_cur = min(drafter.k, 2 * k_cur) if accepted == len(draft) else max(MIN_DRAFT, accepted + 1)
         if accepted < len(draft):                 # the rejected drafts leave the cache
             core.truncate(base + 1 + accepted)
         tid = nxt
