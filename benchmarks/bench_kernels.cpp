@@ -9,7 +9,8 @@
 // measured under the same load, and with as many tries. "L2 GB/s" is decode with the weights in
 // cache, the compute-bound speed; "% 1-strm" compares decode with the bandwidth of one read stream
 // per thread, the access pattern decode itself has. BENCH_NOGEMM=1 runs the prefill shape with one
-// vec_dot per pair instead of the gemm tiles (gemm_pack or gemm).
+// vec_dot per pair instead of the gemm tiles (gemm_pack or gemm). BENCH_TILE=1 times only the
+// gemm_pack tile (one weight row x a panel of 8 activation rows, weights in L2, one thread).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -199,6 +200,28 @@ double bench_prefill(const KernelTable& kt, const Mat& w, int64_t ny, int nth) {
     return best;
 }
 
+// The prefill / batched-decode tile alone: one weight row against a full panel of 8 activation
+// rows, 64 weight rows of k = 2048 (in L2), best of 30 passes; ns per (weight row x activation row
+// x 256 elements), the unit the kernel's loop works in. 0 where the table has no gemm_pack.
+double bench_tile_ns(const KernelTable& kt, DType t) {
+    const TypeKernels& tk = kt.type[(int)t];
+    if (!tk.gemm_pack) return 0;
+    const int64_t k = 2048;
+    const Mat w = make_weights(t, k, 64);
+    size_t yrs;
+    const auto y = make_acts(kt, DType::Q8_0, k, 8, &yrs);
+    std::vector<uint8_t> panel(q8_0_pack8_size(k));
+    q8_0_pack8(y.data(), yrs, 8, panel.data(), k);
+    std::vector<float> out(64 * 8);
+    double best = 1e30;
+    for (int rep = 0; rep < 30; ++rep) {
+        const double t0 = now();
+        for (int it = 0; it < 200; ++it) tk.gemm_pack(k, out.data(), 64, w.data.data(), w.rs, 64, panel.data(), 0, 8);
+        best = std::min(best, now() - t0);
+    }
+    return best / (200.0 * 64 * 8 * (k / 256)) * 1e9;
+}
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     const size_t n = v.size();
@@ -222,6 +245,13 @@ int main(int argc, char** argv) {
             if (b == std::string::npos) b = s.size();
             if (b > a) types.push_back(s.substr(a, b - a));
         }
+    }
+    if (std::getenv("BENCH_TILE")) {  // the gemm_pack tile alone, single thread
+        for (const auto& tn : types) {
+            const double ns = bench_tile_ns(*kt, dtype_from_name(tn));
+            if (ns > 0) std::printf("%-6s gemm_pack tile: %.2f ns per row pair and 256 elements\n", tn.c_str(), ns);
+        }
+        return 0;
     }
     const double mib = argc > 3 ? atof(argv[3]) : 256;
     const int rounds = argc > 4 ? std::max(1, atoi(argv[4])) : 5;

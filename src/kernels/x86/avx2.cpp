@@ -32,7 +32,7 @@ inline __m256i s8_dot(__m256i, __m256i x, __m256i y) {
 // bytes of lane j of w[i] (u8 <= QMAX) and of y + 32 * i (s8). maddubs pairs summed in int16 as
 // long as they cannot overflow: 8 vectors for QMAX <= 15 (16 products <= 15 * 128 each), 4 for
 // QMAX <= 31, then one madd with 1s widens each pair of int16 to the lane's int32.
-template <int QMAX> inline __m256i group_udot(const __m256i* w, const int8_t* y) {
+template <int QMAX> inline __attribute__((always_inline)) __m256i group_udot(const __m256i* w, const int8_t* y) {
     static_assert(QMAX <= 31, "int16 sums of 4 maddubs vectors");
     const auto m = [&](int i) { return _mm256_maddubs_epi16(w[i], _mm256_loadu_si256((const __m256i*)(y + 32 * i))); };
     const __m256i ones = _mm256_set1_epi16(1);
@@ -43,8 +43,8 @@ template <int QMAX> inline __m256i group_udot(const __m256i* w, const int8_t* y)
 }
 // The same for any int8 weights w (q8_0) and y in [-127, 127]: the sign trick, wp = |w| (u8)
 // times y with w's sign; a pair reaches 2 * 128 * 127, so each maddubs is widened at once.
-inline __m256i group_sprep(__m256i w) { return _mm256_abs_epi8(w); }
-inline __m256i group_sdot(const __m256i* wp, const __m256i* w, const int8_t* y, __m256i /*sy*/) {
+inline __attribute__((always_inline)) __m256i group_sprep(__m256i w) { return _mm256_abs_epi8(w); }
+inline __attribute__((always_inline)) __m256i group_sdot(const __m256i* wp, const __m256i* w, const int8_t* y, __m256i /*sy*/) {
     const __m256i ones = _mm256_set1_epi16(1);
     const auto m = [&](int i) {
         const __m256i yi = _mm256_loadu_si256((const __m256i*)(y + 32 * i));

@@ -23,7 +23,7 @@ inline __m256i s8_ycorr(__m256i y) {
 inline __m256i s8_dot(__m256i corr, __m256i xp, __m256i y) { return _mm256_dpbusd_epi32(corr, xp, y); }
 // Packed-panel tiles (x86_pack8.h): lane j = sum over i < 8 of the 4-byte dot of lane j of w[i]
 // (u8) and y + 32 * i (s8), vpdpbusd in two chains (no int16 step, any QMAX)
-template <int QMAX> inline __m256i group_udot(const __m256i* w, const int8_t* y) {
+template <int QMAX> inline __attribute__((always_inline)) __m256i group_udot(const __m256i* w, const int8_t* y) {
     __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int i = 0; i < 8; i += 2) {
@@ -33,8 +33,8 @@ template <int QMAX> inline __m256i group_udot(const __m256i* w, const int8_t* y)
     return _mm256_add_epi32(a, b);
 }
 // any int8 weights: wp = w + 128 (u8), dot = dpbusd(wp, y) - 128 * sum(y), sy the block's sum(y)
-inline __m256i group_sprep(__m256i w) { return _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80)); }
-inline __m256i group_sdot(const __m256i* wp, const __m256i*, const int8_t* y, __m256i sy) {
+inline __attribute__((always_inline)) __m256i group_sprep(__m256i w) { return _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80)); }
+inline __attribute__((always_inline)) __m256i group_sdot(const __m256i* wp, const __m256i*, const int8_t* y, __m256i sy) {
     __m256i a = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sy, 7)), b = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int i = 0; i < 8; i += 2) {
