@@ -84,11 +84,15 @@ def _parallel(core, rng, n_vocab, B, P, N, repetitions):
 
 def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], threads: Sequence[int],
               repetitions: int = 5, n_batch: int = 512, use_mmap: bool = True, progress=None,
-              parallel: Sequence[int] = ()) -> List[BenchResult]:
+              parallel: Sequence[int] = (), depths: Sequence[int] = (0,)) -> List[BenchResult]:
+    """llama-bench's tests: ppN (N prompt tokens in one eval), tgN (N single-token evals), each
+    after `depth` tokens already in the cache ("pp512 @ d4096"; the depth is filled untimed), or
+    with `parallel` the batched tests of _parallel."""
     from . import _core
     path = os.fspath(model_path)
     n_params, size, ftype = _gguf_summary(path)
-    need = max(list(n_prompt) + list(n_gen) + [1])
+    depths = list(depths) or [0]
+    need = max(list(n_prompt) + list(n_gen) + [1]) + max(depths)
     if parallel:
         need = max(n_prompt) + max(n_gen) + 1
     core = _core.Model(path, n_ctx=max(need, 16), n_batch=n_batch, n_threads=threads[0] if threads else 0,
@@ -112,29 +116,29 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
                                     if progress:
                                         progress(res)
                 continue
-            for kind, sizes in (("pp", n_prompt), ("tg", n_gen)):
-                for n in sizes:
-                    if n <= 0:
-                        continue
-                    samples = []
-                    for rep in range(repetitions + 1):   # rep 0 is the warm-up
-                        ids = [rng.randrange(n_vocab) for _ in range(n)]
-                        core.reset()
-                        if kind == "pp":
-                            t0 = time.perf_counter()
-                            core.eval(ids, False)
-                            dt = time.perf_counter() - t0
-                        else:
-                            t0 = time.perf_counter()
-                            for i in ids:
-                                core.eval([i], False)
-                            dt = time.perf_counter() - t0
-                        if rep > 0:
-                            samples.append(n / dt)
-                    res = BenchResult(name, size, n_params, t, f"{kind}{n}", samples)
-                    results.append(res)
-                    if progress:
-                        progress(res)
+            for depth, kind, n in [(d, k, n) for d in depths for k, sizes in (("pp", n_prompt), ("tg", n_gen))
+                                   for n in sizes if n > 0]:
+                samples = []
+                for rep in range(repetitions + 1):   # rep 0 is the warm-up
+                    ids = [rng.randrange(n_vocab) for _ in range(n)]
+                    core.reset()
+                    if depth:
+                        core.eval([rng.randrange(n_vocab) for _ in range(depth)], False)
+                    if kind == "pp":
+                        t0 = time.perf_counter()
+                        core.eval(ids, False)
+                        dt = time.perf_counter() - t0
+                    else:
+                        t0 = time.perf_counter()
+                        for i in ids:
+                            core.eval([i], False)
+                        dt = time.perf_counter() - t0
+                    if rep > 0:
+                        samples.append(n / dt)
+                res = BenchResult(name, size, n_params, t, f"{kind}{n}" + (f" @ d{depth}" if depth else ""), samples)
+                results.append(res)
+                if progress:
+                    progress(res)
         return results
     finally:
         core.close()

@@ -219,6 +219,9 @@ def _add_bench(sub):
     s.add_argument("-np", "--parallel", type=_int_list, default=None,
                    help="parallel sequences, comma-separated (like llama-batched-bench): aggregate "
                         "ppP@npB and tgN@npB over B sequences")
+    s.add_argument("-d", "--n-depth", type=_int_list, default=[0],
+                   help="tokens already in the KV cache before each test, comma-separated (like llama-bench's "
+                        "-d: 'pp512 @ d4096' processes 512 tokens after 4096)")
     s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
     s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
     s.set_defaults(func=cmd_bench)
@@ -239,9 +242,12 @@ def cmd_bench(a) -> int:
     _check(all(t >= 1 for t in threads), "-t/--threads", threads, "integers >= 1")
     if a.parallel is not None:
         _check(all(1 <= b <= 256 for b in a.parallel), "-np/--parallel", a.parallel, "integers in [1, 256]")
+    _check(all(d >= 0 for d in a.n_depth), "-d/--n-depth", a.n_depth, "integers >= 0")
+    if a.parallel is not None and any(a.n_depth):
+        raise CliError("-d/--n-depth is for single-sequence tests; -np measures from an empty cache")
     path = _resolve_model(a.model)
     res = run_bench(path, a.n_prompt, a.n_gen, threads, repetitions=a.repetitions, n_batch=a.batch_size,
-                    use_mmap=not a.no_mmap, parallel=a.parallel or (),
+                    use_mmap=not a.no_mmap, parallel=a.parallel or (), depths=a.n_depth,
                     progress=lambda r: print(f"ggmlpy bench: threads {r.threads} {r.test}: "
                                              f"{r.mean:.2f} ± {r.sd:.2f} t/s", file=sys.stderr))
     print(markdown_table(res))

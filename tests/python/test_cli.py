@@ -196,6 +196,16 @@ def test_bench_table(smollm2_path):
         assert float(r_[2].split()[0]) == pytest.approx(134.5, abs=1.0)   # SmolLM2-135M: 134.5 M params
 
 
+def test_bench_depth(smollm2_path):
+    r = cli("bench", "-m", str(smollm2_path), "-p", "16", "-n", "4", "-d", "0,40", "-t", "2", "-r", "1")
+    assert r.returncode == 0, r.stderr.decode()
+    rows = [[c.strip() for c in l.split("|")[1:-1]] for l in r.stdout.decode().strip().splitlines()[2:]]
+    assert [r_[5] for r_ in rows] == ["pp16", "tg4", "pp16 @ d40", "tg4 @ d40"]
+    assert all(float(r_[6].split("±")[0]) > 0 for r_ in rows)
+    one_line_error(cli("bench", "-m", str(smollm2_path), "-d", "-5"), "-d/--n-depth")
+    one_line_error(cli("bench", "-m", str(smollm2_path), "-d", "8", "-np", "2"), "-d/--n-depth")
+
+
 def test_bench_bad_threads():
     one_line_error(cli("bench", "-m", "x.gguf", "-t", "1,x"), "-t/--threads")
 
