@@ -23,6 +23,14 @@ struct SamplerParams {
     int mirostat = 0;                // 0: off; 1 / 2: Mirostat v1 / v2 instead of top-k/top-p/min-p/typical
     float mirostat_tau = 5.0f;       // target surprise (bits)
     float mirostat_eta = 0.1f;       // learning rate of mu (mu starts at 2 * tau)
+    // DRY ("don't repeat yourself"): a token that would extend a repeat of length L >= allowed
+    // (the context's last L tokens, followed by it, occur earlier) loses multiplier * base^(L -
+    // allowed) from its logit. Matches stop at a breaker token; L is capped at 64.
+    float dry_multiplier = 0.0f;     // 0: off
+    float dry_base = 1.75f;
+    int dry_allowed_length = 2;
+    int dry_penalty_last_n = -1;     // tokens of history looked at; -1: all
+    std::vector<int32_t> dry_breakers;  // token ids a repeat cannot run across (e.g. newlines)
     int64_t seed = -1;               // < 0: drawn from std::random_device
 };
 
@@ -33,7 +41,7 @@ public:
     explicit Sampler(const SamplerParams& params);
 
     // Picks a token from logits[n_vocab] (the history is read, not changed: call accept()).
-    // Steps: penalties -> (temperature <= 0: argmax) -> logits / T -> top-k -> softmax over the
+    // Steps: penalties (repetition / frequency / presence, then DRY) -> (temperature <= 0: argmax) -> logits / T -> top-k -> softmax over the
     // kept set -> min-p -> top-p on those probabilities -> typical-p -> draw. With mirostat:
     // penalties -> logits / T -> softmax -> v1: top-k with k from mu and the estimated Zipf
     // exponent of the 100 most likely; v2: the tokens of surprise -log2 p <= mu -> draw from the
@@ -58,6 +66,10 @@ private:
     int64_t seed_ = 0;
     std::mt19937_64 rng_;
     std::deque<int32_t> history_;               // most recent last; bounded by repeat_last_n
+    std::deque<int32_t> dry_history_;           // most recent last; bounded by dry_penalty_last_n
+    std::vector<char> dry_breaker_;             // by token id (ids past its end: not breakers)
+    void apply_dry(float* logits, int n_vocab) const;
+    void apply_repetition(float* logits, int n_vocab) const;
     std::vector<int32_t> idx_;                  // scratch: candidate ids, reused between calls
     std::vector<float> val_;                    // scratch: candidate logits
     std::vector<float> pen_;                    // scratch: the logits with penalties applied

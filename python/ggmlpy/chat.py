@@ -320,7 +320,8 @@ def _sampling(temperature, top_p, top_k, min_p, seed, repeat_penalty, frequency_
     return out
 
 
-_EXTRA_SAMPLING = ("typical_p", "mirostat_mode", "mirostat_tau", "mirostat_eta", "draft_model")
+_EXTRA_SAMPLING = ("typical_p", "mirostat_mode", "mirostat_tau", "mirostat_eta", "draft_model", "dry_multiplier",
+                   "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers")
 
 
 def _check_extra(extra):

@@ -22,6 +22,7 @@ _TRUE = ("1", "true", "True", "yes")
 
 
 _DEFAULT = object()   # generate(draft_model=...) not given: the Model's own
+DRY_BREAKERS = ("\n", ":", "\"", "*")   # DRY's default sequence breakers (as llama.cpp)
 
 
 def _resolve_path(model_path) -> str:
@@ -549,6 +550,8 @@ class Model:
                  logit_bias=None, logits_processor=None, stopping_criteria=None,
                  logprobs: Optional[int] = None, draft_model=_DEFAULT, typical_p: float = 1.0,
                  mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1,
+                 dry_multiplier: float = 0.0, dry_base: float = 1.75, dry_allowed_length: int = 2,
+                 dry_penalty_last_n: int = -1, dry_sequence_breakers=DRY_BREAKERS,
                  ) -> Union[str, Iterator[str]]:
         """Generates from prompt (text, or token ids). Returns the new text (without the prompt),
         or with stream=True an iterator of text pieces. temperature 0 is greedy. Ends at EOS/EOG or
@@ -563,7 +566,10 @@ class Model:
         the text is a sentence of the grammar / a JSON document valid under the schema; it ends
         when the grammar is complete ("stop"), or is cut by max_new_tokens ("length").
 
-        typical_p < 1 keeps the locally typical set; mirostat_mode 1 or 2 samples with Mirostat
+        dry_multiplier > 0 turns on the DRY penalty: a token that would extend a repeat of L >=
+        dry_allowed_length tokens loses dry_multiplier * dry_base^(L - dry_allowed_length) (over the
+        last dry_penalty_last_n tokens, -1: all; a repeat does not run across a token whose text
+        holds one of dry_sequence_breakers). typical_p < 1 keeps the locally typical set; mirostat_mode 1 or 2 samples with Mirostat
         (target surprise mirostat_tau bits, learning rate mirostat_eta) instead of top-k / top-p /
         min-p / typical-p (include/ggmlpy/sampler.h has the order of the steps).
 
@@ -602,8 +608,13 @@ class Model:
         floats = {k: _float(k, v) for k, v in dict(
             temperature=temperature, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, typical_p=typical_p,
-            mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta).items()}
+            mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, dry_multiplier=dry_multiplier,
+            dry_base=dry_base).items()}
         mirostat_mode = _int("mirostat_mode", mirostat_mode, 0, 2, "0 (off), 1 or 2")
+        dry = dict(dry_allowed_length=_int("dry_allowed_length", dry_allowed_length, 1, INT32_MAX, "an int >= 1"),
+                   dry_penalty_last_n=_int("dry_penalty_last_n", dry_penalty_last_n, -1, INT32_MAX,
+                                           "an int >= -1 (-1: all)"),
+                   dry_breakers=self._dry_breaker_ids(dry_sequence_breakers) if floats["dry_multiplier"] > 0 else [])
 
         def sampler_for(seed, name="seed"):
             if seed is None:
@@ -611,7 +622,7 @@ class Model:
             seed = _int(name, seed, INT64_MIN, INT64_MAX, "an int in [-2**63, 2**63) (-1: random)")
             # the sampler validates the float ranges and names the parameter
             return _core.Sampler(top_k=top_k, repeat_last_n=repeat_last_n, seed=seed, mirostat=mirostat_mode,
-                                 **floats)
+                                 **floats, **dry)
 
         from .grammar import constraint_for, grammar_text
         from .sampling_hooks import SamplingHooks
@@ -657,6 +668,22 @@ class Model:
             return it          # takes the lock per token (in _eval_chunk)
         with self._lock:       # the whole call at once: other callers wait, none re-syncs
             return "".join(it)
+
+    def _dry_breaker_ids(self, breakers) -> List[int]:
+        """Token ids whose text holds one of the breaker strings (cached per set of strings)."""
+        if isinstance(breakers, str) or not all(isinstance(b, str) for b in breakers):
+            raise TypeError("dry_sequence_breakers must be a list of str")
+        key = tuple(sorted(set(breakers)))
+        cache = self.__dict__.setdefault("_dry_cache", {})
+        if key not in cache:
+            m = self._m
+            ids = []
+            for i in range(m.n_vocab):
+                piece = m.tokenizer.token_to_piece(i).decode("utf-8", errors="replace")
+                if any(b in piece for b in key):
+                    ids.append(i)
+            cache[key] = ids
+        return cache[key]
 
     def _prompt_ids(self, prompt, add_bos, name: str) -> List[int]:
         """Token ids of one prompt (text or ids), at least one token, no longer than n_ctx."""

@@ -26,20 +26,27 @@ void register_sampler(py::module_& m) {
         "then greedy (temperature 0) or temperature -> top-k -> top-p -> min-p -> draw.")
         .def(py::init([](float temperature, int top_k, float top_p, float min_p, float repetition_penalty,
                          float frequency_penalty, float presence_penalty, int repeat_last_n, int64_t seed,
-                         float typical_p, int mirostat, float mirostat_tau, float mirostat_eta) {
+                         float typical_p, int mirostat, float mirostat_tau, float mirostat_eta,
+                         float dry_multiplier, float dry_base, int dry_allowed_length, int dry_penalty_last_n,
+                         const std::vector<int32_t>& dry_breakers) {
                  ggmlpy::SamplerParams p;
                  p.temperature = temperature; p.top_k = top_k; p.top_p = top_p; p.min_p = min_p;
                  p.repetition_penalty = repetition_penalty; p.frequency_penalty = frequency_penalty;
                  p.presence_penalty = presence_penalty; p.repeat_last_n = repeat_last_n; p.seed = seed;
                  p.typical_p = typical_p; p.mirostat = mirostat; p.mirostat_tau = mirostat_tau;
                  p.mirostat_eta = mirostat_eta;
+                 p.dry_multiplier = dry_multiplier; p.dry_base = dry_base;
+                 p.dry_allowed_length = dry_allowed_length; p.dry_penalty_last_n = dry_penalty_last_n;
+                 p.dry_breakers = dry_breakers;
                  return new ggmlpy::Sampler(p);
              }),
              py::kw_only(), py::arg("temperature") = 0.8f, py::arg("top_k") = 40, py::arg("top_p") = 0.95f,
              py::arg("min_p") = 0.05f, py::arg("repetition_penalty") = 1.0f, py::arg("frequency_penalty") = 0.0f,
              py::arg("presence_penalty") = 0.0f, py::arg("repeat_last_n") = 64, py::arg("seed") = -1,
              py::arg("typical_p") = 1.0f, py::arg("mirostat") = 0, py::arg("mirostat_tau") = 5.0f,
-             py::arg("mirostat_eta") = 0.1f)
+             py::arg("mirostat_eta") = 0.1f, py::arg("dry_multiplier") = 0.0f, py::arg("dry_base") = 1.75f,
+             py::arg("dry_allowed_length") = 2, py::arg("dry_penalty_last_n") = -1,
+             py::arg("dry_breakers") = std::vector<int32_t>{})
         .def_property_readonly("mirostat_mu", &ggmlpy::Sampler::mirostat_mu,
                                "Mirostat's current surprise bound mu (2 * tau at start and after reset()).")
         .def("sample", [](ggmlpy::Sampler& s, const FloatArray& logits) {

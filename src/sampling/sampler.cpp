@@ -33,6 +33,15 @@ Sampler::Sampler(const SamplerParams& p) : params_(p) {
     check_param(p.mirostat >= 0 && p.mirostat <= 2, "mirostat", p.mirostat, "0 (off), 1 or 2");
     check_param(std::isfinite(p.mirostat_tau) && p.mirostat_tau > 0, "mirostat_tau", p.mirostat_tau, "> 0");
     check_param(std::isfinite(p.mirostat_eta) && p.mirostat_eta >= 0, "mirostat_eta", p.mirostat_eta, ">= 0");
+    check_param(std::isfinite(p.dry_multiplier) && p.dry_multiplier >= 0, "dry_multiplier", p.dry_multiplier, ">= 0");
+    check_param(std::isfinite(p.dry_base) && p.dry_base >= 1, "dry_base", p.dry_base, ">= 1");
+    check_param(p.dry_allowed_length >= 1, "dry_allowed_length", p.dry_allowed_length, ">= 1");
+    check_param(p.dry_penalty_last_n >= -1, "dry_penalty_last_n", p.dry_penalty_last_n, ">= -1 (-1: all)");
+    for (int32_t id : p.dry_breakers) {
+        check_param(id >= 0, "dry_breakers", id, "token ids >= 0");
+        if ((size_t)id >= dry_breaker_.size()) dry_breaker_.resize((size_t)id + 1, 0);
+        dry_breaker_[(size_t)id] = 1;
+    }
     mu_ = 2.0 * p.mirostat_tau;
     set_seed(p.seed);
 }
@@ -51,6 +60,11 @@ double Sampler::uniform() {
 }
 
 void Sampler::accept(int32_t id) {
+    if (params_.dry_multiplier > 0 && params_.dry_penalty_last_n != 0) {
+        dry_history_.push_back(id);
+        if (params_.dry_penalty_last_n > 0)
+            while ((int)dry_history_.size() > params_.dry_penalty_last_n) dry_history_.pop_front();
+    }
     if (params_.repeat_last_n == 0) return;
     history_.push_back(id);
     if (params_.repeat_last_n > 0)
@@ -59,13 +73,21 @@ void Sampler::accept(int32_t id) {
 
 void Sampler::reset() {
     history_.clear();
+    dry_history_.clear();
     mu_ = 2.0 * params_.mirostat_tau;
 }
 
 void Sampler::apply_penalties(float* logits, int n_vocab) const {
     const SamplerParams& p = params_;
-    if (history_.empty() || p.repeat_last_n == 0) return;
-    if (p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f) return;
+    // repetition / frequency / presence first, then DRY (llama.cpp's order)
+    if (!history_.empty() && p.repeat_last_n != 0 &&
+        (p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f))
+        apply_repetition(logits, n_vocab);
+    if (p.dry_multiplier > 0) apply_dry(logits, n_vocab);
+}
+
+void Sampler::apply_repetition(float* logits, int n_vocab) const {
+    const SamplerParams& p = params_;
     std::unordered_map<int32_t, int> count;
     for (int32_t id : history_)
         if (id >= 0 && id < n_vocab) ++count[id];
@@ -80,8 +102,34 @@ void Sampler::apply_penalties(float* logits, int n_vocab) const {
 
 bool Sampler::has_penalties() const {
     const SamplerParams& p = params_;
+    if (p.dry_multiplier > 0 && (int)dry_history_.size() > p.dry_allowed_length) return true;
     return !history_.empty() && p.repeat_last_n != 0 &&
            (p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f);
+}
+
+// DRY over dry_history_ h[0..n): for each earlier position j < n - 1, L(j) = how many tokens
+// before j equal the context's last tokens (h[j-1-i] == h[n-1-i], none a breaker, i < 64); token
+// h[j] then continues a repeat of length L(j). Each token takes its largest L; at L >= allowed its
+// logit loses multiplier * base^(L - allowed).
+void Sampler::apply_dry(float* logits, int n_vocab) const {
+    const SamplerParams& p = params_;
+    const std::vector<int32_t> h(dry_history_.begin(), dry_history_.end());
+    const int n = (int)h.size();
+    const auto breaker = [&](int32_t id) { return (size_t)id < dry_breaker_.size() && dry_breaker_[(size_t)id]; };
+    if (n < 2 || breaker(h[n - 1])) return;
+    std::unordered_map<int32_t, int> longest;
+    for (int j = 1; j < n; ++j) {   // h[j] after h[..j-1]; j == n would be the token being drawn
+        const int32_t next = h[j];
+        if (next < 0 || next >= n_vocab || breaker(next)) continue;
+        int L = 0;
+        while (L < 64 && L < j && h[j - 1 - L] == h[n - 1 - L] && !breaker(h[n - 1 - L])) ++L;
+        if (L >= p.dry_allowed_length) {
+            int& best = longest[next];
+            best = std::max(best, L);
+        }
+    }
+    for (const auto& [id, L] : longest)
+        logits[id] -= p.dry_multiplier * std::pow(p.dry_base, (float)(L - p.dry_allowed_length));
 }
 
 int32_t Sampler::sample(const float* logits, int n_vocab) {

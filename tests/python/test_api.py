@@ -145,6 +145,21 @@ def test_typical_and_mirostat_sampling(model):
         model.generate(prompt, typical_p=0.0)
 
 
+def test_dry_breaks_a_loop(model):
+    p = "Repeat after me: " + " ".join(["the cat sat on the mat."] * 4)
+    plain = model.generate(p, max_new_tokens=30, temperature=0)
+    assert plain.lower().count("the cat sat on the mat") >= 2          # the model loops
+    dry = model.generate(p, max_new_tokens=30, temperature=0, dry_multiplier=0.8)
+    assert "the cat sat on the mat" not in dry.lower()
+    # breakers: with every token a breaker nothing is penalized, so the loop is back
+    assert model.generate(p, max_new_tokens=30, temperature=0, dry_multiplier=0.8,
+                          dry_sequence_breakers=[" ", "t", "a", "e", "."]) == plain
+    with pytest.raises(ValueError, match="dry_allowed_length"):
+        model.generate(p, dry_multiplier=1.0, dry_allowed_length=0)
+    with pytest.raises(TypeError, match="dry_sequence_breakers"):
+        model.generate(p, dry_multiplier=1.0, dry_sequence_breakers="\n")
+
+
 def test_penalties_change_greedy_output(model):
     kw = dict(max_new_tokens=24, temperature=0, ignore_eos=True)
     plain = model.generate("1, 2, 3, 4, 5,", **kw)

@@ -217,3 +217,48 @@ def test_mirostat_matches_reference(version, tau, eta):
     p = np.exp(logits / 0.9 - (logits / 0.9).max())
     p /= p.sum()
     assert abs(np.mean(-np.log2(p[tokens[100:]])) - tau) < 1.5
+
+
+def dry_reference(logits, hist, mult, base, allowed, breakers, last_n):
+    """DRY from its definition: token c loses mult * base^(L - allowed), L the longest length (<= 64,
+    >= allowed) such that the context's last L tokens followed by c occur earlier in the context,
+    the L tokens holding no breaker and c not a breaker (a search over every candidate)."""
+    h = list(hist[-last_n:]) if last_n > 0 else list(hist)
+    out = np.array(logits, np.float64)
+    n = len(h)
+    for c in range(len(out)):
+        if c in breakers:
+            continue
+        for L in range(min(64, n - 1), allowed - 1, -1):
+            tail = h[n - L:]
+            if any(t in breakers for t in tail):
+                continue
+            seq = tail + [c]
+            if any(h[s:s + L + 1] == seq for s in range(0, n - L)):
+                out[c] -= mult * base ** (L - allowed)
+                break
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dry_penalty_matches_definition(seed):
+    rng = np.random.default_rng(seed)
+    vocab = 12
+    logits = rng.normal(0, 1, vocab).astype(np.float32)
+    # a history with repeats: a random phrase said three times with noise in between
+    phrase = list(rng.integers(0, vocab, 6))
+    hist = phrase + list(rng.integers(0, vocab, 3)) + phrase + list(rng.integers(0, vocab, 2)) + phrase[:4]
+    breakers = [int(rng.integers(0, vocab))] if seed % 2 else []
+    kw = dict(dry_multiplier=0.8, dry_base=1.75, dry_allowed_length=2, dry_penalty_last_n=-1 if seed < 2 else 15)
+    s = _core.Sampler(temperature=1.0, repeat_last_n=0, dry_breakers=breakers, **kw)
+    s.accept_many([int(t) for t in hist])
+    got = s.apply_penalties(logits)
+    want = dry_reference(logits, [int(t) for t in hist], kw["dry_multiplier"], kw["dry_base"],
+                         kw["dry_allowed_length"], set(breakers), kw["dry_penalty_last_n"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if not breakers:
+        assert (got < logits).any()                 # the repeats are penalized
+    s.reset()
+    assert np.array_equal(s.apply_penalties(logits), logits)
+    with pytest.raises(ValueError, match="dry_base"):
+        _core.Sampler(dry_multiplier=1.0, dry_base=0.5)

@@ -395,7 +395,8 @@ FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", 
           "min_p", "stop", "seed", "stream", "stream_options", "n", "logprobs", "presence_penalty",
           "frequency_penalty", "repeat_penalty", "response_format", "tools", "logit_bias", "input",
           "encoding_format", "dimensions", "echo", "suffix", "user", "grammar", "top_logprobs", "typical_p",
-          "mirostat", "mirostat_tau", "mirostat_eta"]
+          "mirostat", "mirostat_tau", "mirostat_eta", "dry_multiplier", "dry_base", "dry_allowed_length",
+          "dry_penalty_last_n"]
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings"])

@@ -125,6 +125,10 @@ def sampling(f: Fields) -> Dict[str, Any]:
         mirostat_mode=f.integer("mirostat", 0, 0, 2),          # llama.cpp's server names
         mirostat_tau=f.number("mirostat_tau", 5.0, 0, 100, lo_open=True),
         mirostat_eta=f.number("mirostat_eta", 0.1, 0, 1),
+        dry_multiplier=f.number("dry_multiplier", 0.0, 0, 100),
+        dry_base=f.number("dry_base", 1.75, 1, 10),
+        dry_allowed_length=f.integer("dry_allowed_length", 2, 1, 1024),
+        dry_penalty_last_n=f.integer("dry_penalty_last_n", -1, -1, 2**31 - 1),
     )
     f.unsupported("n", lambda v: v == 1)
     f.unsupported("best_of", lambda v: v == 1)
