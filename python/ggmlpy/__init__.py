@@ -10,6 +10,9 @@ from . import _core  # noqa: E402
 from ._core import GGUFError, ContextFullError  # noqa: E402
 from .model import Model  # noqa: E402
 from .quantize import quantize  # noqa: E402  (the function shadows the submodule attribute)
+from .speculative import DraftModel, PromptLookup  # noqa: E402
+from .state import ModelState, PromptCache  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Model", "quantize", "GGUFError", "ContextFullError", "__version__"]
+__all__ = ["Model", "quantize", "GGUFError", "ContextFullError", "PromptCache", "ModelState", "PromptLookup",
+           "DraftModel", "__version__"]

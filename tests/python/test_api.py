@@ -23,6 +23,10 @@ def model(smollm2_path):
 def test_exported():
     assert ggmlpy.Model is Model
     assert issubclass(ggmlpy.GGUFError, ValueError)
+    from ggmlpy.speculative import DraftModel, PromptLookup
+    from ggmlpy.state import ModelState, PromptCache
+    assert (ggmlpy.PromptCache, ggmlpy.ModelState, ggmlpy.PromptLookup, ggmlpy.DraftModel) == \
+        (PromptCache, ModelState, PromptLookup, DraftModel)
 
 
 def test_tokenize_matches_reference(model, smollm2_reference):
