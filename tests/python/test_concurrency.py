@@ -136,6 +136,34 @@ def test_interleaved_generators_keep_their_own_text(smollm2_path, reference):
         assert texts[0].startswith(" Paris.\n\nThe United States")
 
 
+def test_interleaved_speculative_generators_and_states(smollm2_path):
+    """Speculative decoding cuts rejected drafts from the cache between steps, and load_state /
+    the prompt cache replace the cache under a running generator: each generator still gives the
+    text it gives alone."""
+    from ggmlpy import PromptCache
+    text = "the cat sat on the mat. " * 4
+    prompts = ["Repeat: " + text, "Say again: " + text.upper()]
+    with Model(smollm2_path, n_ctx=256, n_threads=1) as m:
+        alone = [m.generate(p, max_new_tokens=24, temperature=0, ignore_eos=True, draft_model=None) for p in prompts]
+        m.generate(prompts[0], max_new_tokens=3, temperature=0)
+        state = m.save_state()
+        m.set_cache(PromptCache())
+        gens = [m.generate(p, max_new_tokens=24, temperature=0, ignore_eos=True, stream=True,
+                           draft_model="prompt-lookup") for p in prompts]
+        texts, live, step = ["", ""], [True, True], 0
+        while any(live):
+            for i, g in enumerate(gens):
+                if live[i]:
+                    try:
+                        texts[i] += next(g)
+                    except StopIteration:
+                        live[i] = False
+            step += 1
+            if step in (2, 5):
+                m.load_state(state)
+        assert texts == alone
+
+
 def test_many_models_in_threads(smollm2_path, reference):
     out = run_py(f"""
         import threading
