@@ -117,6 +117,10 @@ def _add_generate(sub):
     s.add_argument("--stop", action="append", default=[], help="stop string (repeatable); never printed")
     s.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
     s.add_argument("--no-echo", action="store_true", help="do not print the prompt before the generated text")
+    s.add_argument("--draft", default=None,
+                   help="speculative decoding: 'prompt-lookup' or a draft model GGUF with the same vocabulary "
+                        "(the text is the same, only faster)")
+    s.add_argument("--draft-k", type=int, default=None, help="tokens per draft (default 10 for prompt lookup, 4 for a model)")
     s.set_defaults(func=cmd_generate)
 
 
@@ -150,12 +154,25 @@ def cmd_generate(a) -> int:
         raise CliError("no prompt: give -p PROMPT or -f FILE")
 
     from .model import Model
+    if a.draft_k is not None:
+        _check(a.draft_k >= 2, "--draft-k", a.draft_k, "an int >= 2")
+        if a.draft is None:
+            raise CliError("--draft-k needs --draft")
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
                   use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed)
     out = sys.stdout.buffer
     stats = None
+    draft = None
     try:
+        if a.draft is not None:
+            from .speculative import DraftModel, PromptLookup
+            if a.draft == "prompt-lookup":
+                drafter = PromptLookup(k=a.draft_k or 10)
+            else:
+                draft = Model(a.draft, n_ctx=model.n_ctx, n_threads=a.threads)
+                drafter = DraftModel(draft, k=a.draft_k or 4)
+            model._drafter = model._make_drafter(drafter)   # checks the vocabulary
         ids = model.tokenize(prompt)
         if len(ids) > model.n_ctx:
             raise CliError(f"the prompt is {len(ids)} tokens, longer than the context ({model.n_ctx} tokens): "
@@ -182,6 +199,8 @@ def cmd_generate(a) -> int:
         return 130 if interrupted else 0
     finally:
         model.close()
+        if draft is not None:
+            draft.close()
 
 
 def _print_summary(model, st, path):
@@ -198,6 +217,9 @@ def _print_summary(model, st, path):
           f"({st.prompt_tps:8.2f} tokens/s)", file=err)
     print(f"generation:  {st.generated_tokens:6d} tokens in {st.generation_time * 1e3:9.2f} ms "
           f"({st.generation_tps:8.2f} tokens/s), stopped: {st.finish_reason}", file=err)
+    if st.draft_passes:
+        print(f"drafts:      {st.draft_accepted} of {st.draft_tokens} drafted tokens kept, "
+              f"{st.draft_passes} passes", file=err)
     line = f"peak RSS:    {_peak_rss_bytes() / 2**20:9.2f} MiB"
     if mem:
         line += (f" (weights {mem.get('weight_bytes', 0) / 2**20:.1f} MiB file-backed, "

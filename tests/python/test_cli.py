@@ -114,6 +114,24 @@ def test_generate_greedy_matches_reference(smollm2_path, smollm2_reference):
     assert m and int(m.group(1)) == len(ref["ids"])
 
 
+def test_generate_with_drafts_prints_the_same_text(smollm2_path, tmp_path):
+    prompt = "Repeat: " + "the cat sat on the mat. " * 3
+    base = ["generate", "-m", str(smollm2_path), "-p", prompt, "-n", "24", "--temp", "0", "-t", "2", "--ignore-eos"]
+    plain = cli(*base)
+    assert plain.returncode == 0, plain.stderr.decode()
+    for extra in (["--draft", "prompt-lookup"], ["--draft", "prompt-lookup", "--draft-k", "4"],
+                  ["--draft", str(smollm2_path), "--draft-k", "3"]):
+        r = cli(*base, *extra)
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout == plain.stdout
+        assert re.search(r"drafts:\s+\d+ of \d+ drafted tokens kept", r.stderr.decode())
+    one_line_error(cli(*base, "--draft-k", "4"), "--draft-k needs --draft")
+    one_line_error(cli(*base, "--draft", "prompt-lookup", "--draft-k", "1"), "--draft-k")
+    import gguf_tiny as gt
+    other = gt.write_gptj_gguf(gt.make_gptj(seed=1), tmp_path / "gptj.gguf")
+    one_line_error(cli(*base, "--draft", str(other)), "vocabularies must be the same")
+
+
 def test_threads_1_and_2_identical(smollm2_path, smollm2_reference):
     outs = []
     for t in ("1", "2"):
