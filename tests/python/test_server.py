@@ -381,6 +381,21 @@ BAD = [  # (path, body or raw bytes, status, code, param)
 ]
 
 
+def test_serve_with_prompt_lookup_drafts(smollm2_path, model):
+    """--draft prompt-lookup: the same replies as the library without drafts."""
+    msgs = [{"role": "user", "content": "Repeat exactly: the cat sat on the mat, the cat sat on the mat."}]
+    want = model.create_chat_completion(msgs, **GREEDY)["choices"][0]["message"]["content"]
+    with run_server(smollm2_path, "--draft", "prompt-lookup") as s:
+        c = openai.OpenAI(base_url=s.base_url, api_key="unused", max_retries=0, timeout=120)
+        r = c.chat.completions.create(model=c.models.list().data[0].id, messages=msgs, **GREEDY)
+        assert r.choices[0].message.content == want
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "ggmlpy", "serve", "-m", str(smollm2_path), "--draft", "prompt-lookup",
+                        "--parallel", "2"], capture_output=True, text=True)
+    assert r.returncode == 1 and "--draft works with --parallel 1" in r.stderr
+
+
 @pytest.mark.parametrize("path,body,status,code,param", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_requests(server, path, body, status, code, param):
     if isinstance(body, bytes):

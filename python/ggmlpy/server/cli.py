@@ -24,6 +24,9 @@ def add_subparser(sub):
                    help="requests that may wait for a generation; more are answered 503")
     s.add_argument("--max-body-size", type=int, default=8 * 2**20, help="largest request body in bytes (413)")
     s.add_argument("--alias", default=None, help="model name for /v1/models and requests (default: the file name)")
+    s.add_argument("--draft", default=None,
+                   help="speculative decoding (with --parallel 1): 'prompt-lookup' or a draft model GGUF with the "
+                        "same vocabulary; replies are the same, only faster")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level ('warning': no access log)")
     s.set_defaults(func=cmd_serve)
@@ -35,6 +38,8 @@ def cmd_serve(a) -> int:
     _check(a.parallel >= 1, "--parallel", a.parallel, "an int >= 1")
     _check(a.queue_size >= 0, "--queue-size", a.queue_size, "an int >= 0")
     _check(a.max_body_size >= 1024, "--max-body-size", a.max_body_size, "an int >= 1024")
+    if a.draft is not None and a.parallel > 1:
+        raise CliError("--draft works with --parallel 1 (the batch engine decodes without drafts)")
     try:
         import uvicorn
         from .app import ServerConfig, create_app
@@ -45,7 +50,12 @@ def cmd_serve(a) -> int:
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
                   use_mmap=not a.no_mmap, use_mlock=a.mlock, n_seq_max=a.parallel + 1 if a.parallel > 1 else 1)
+    draft = None
     try:
+        if a.draft is not None:
+            if a.draft != "prompt-lookup":
+                draft = Model(a.draft, n_ctx=model.n_ctx, n_threads=a.threads)
+            model._drafter = model._make_drafter(draft if draft is not None else a.draft)
         if a.parallel > 1:
             model.start_batching()
         app = create_app(model, ServerConfig(api_key=api_key, cors_origins=a.cors_origin, parallel=a.parallel,
@@ -56,4 +66,6 @@ def cmd_serve(a) -> int:
         uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, timeout_graceful_shutdown=5)
     finally:
         model.close()
+        if draft is not None:
+            draft.close()
     return 0
