@@ -285,21 +285,28 @@ def _run(model, ids, max_tokens, stop, sampling, stop_ids=()):
 class _LogprobCursor:
     """Hands out the logprob entries of the tokens that make up the text emitted so far, each
     once (a token whose text is still held back, e.g. a possible stop string, waits; the tokens
-    of a stop string never come)."""
+    of a stop string never come). Incremental: each entry's bytes are looked at once."""
 
     def __init__(self, model, stats) -> None:
-        self.model, self.stats, self.text, self.given = model, stats, "", 0
-        self.pos = 0    # characters of the tokens handed out so far (text_offset of the next)
+        self.model, self.stats = model, stats
+        self.emitted = 0     # bytes of text emitted so far
+        self.covered = 0     # bytes of the tokens handed out so far
+        self.given = 0       # entries handed out so far
+        self.pos = 0         # characters of the tokens handed out so far (text_offset of the next)
 
     def take(self, piece: str):
         """(entries, text offset of the first of them) for the text grown by piece."""
-        from .sampling_hooks import emitted_count
-        self.text += piece
+        self.emitted += len(piece.encode("utf-8"))
         entries = self.stats.logprobs or []
-        n = emitted_count(self.model, entries, self.text)
-        out, self.given, start = entries[self.given:n], max(self.given, n), self.pos
-        self.pos += sum(len(self.model.token_to_piece(e.id).decode("utf-8", errors="replace")) for e in out)
-        return out, start
+        start, first = self.pos, self.given
+        while self.given < len(entries):
+            b = self.model.token_to_piece(entries[self.given].id)
+            if self.covered + len(b) > self.emitted:
+                break
+            self.covered += len(b)
+            self.pos += len(b.decode("utf-8", errors="replace"))
+            self.given += 1
+        return entries[first:self.given], start
 
 
 def _whole_call(model):

@@ -66,9 +66,13 @@ class DraftModel:
             raise ValueError(f"DraftModel: k = {k!r}, expected an int >= 1")
         self.model, self.k = model, k
         self._tokens: List[int] = []      # what the draft model's cache holds
+        self._checked = None              # the target whose vocabulary was compared
 
     def check(self, target) -> None:
-        """The draft's vocabulary must be the target's, token for token."""
+        """The draft's vocabulary must be the target's, token for token (checked once per target:
+        a DraftModel passed to every generate call does not compare the vocabularies every time)."""
+        if self._checked is target:
+            return
         d = self.model
         if d is target:
             raise ValueError("draft_model is the model itself: use a smaller model (or PromptLookup)")
@@ -79,6 +83,7 @@ class DraftModel:
             if d.token_to_piece(i) != target.token_to_piece(i):
                 raise ValueError(f"draft_model's token {i} is {d.token_to_piece(i)!r}, the model's "
                                  f"{target.token_to_piece(i)!r}: the vocabularies must be the same")
+        self._checked = target
 
     def propose(self, tokens: Sequence[int], k: int) -> List[int]:
         d = self.model

@@ -114,24 +114,32 @@ def test_close_during_generate(smollm2_path):
     assert len(results) == 7, results   # every thread reported
 
 
+def drain_interleaved(gens, between):
+    """Advances the generators one piece each in turn until all end, calling between(step) after
+    each round; returns their texts."""
+    texts, live, step = [""] * len(gens), [True] * len(gens), 0
+    while any(live):
+        for i, g in enumerate(gens):
+            if live[i]:
+                try:
+                    texts[i] += next(g)
+                except StopIteration:
+                    live[i] = False
+        step += 1
+        between(step)
+    return texts
+
+
 def test_interleaved_generators_keep_their_own_text(smollm2_path, reference):
     with Model(smollm2_path, n_ctx=128, n_threads=1) as m:
         gens = [m.generate(p, max_new_tokens=N, temperature=0, stream=True) for p in PROMPTS]
-        texts = ["", ""]
-        live = [True, True]
-        step = 0
-        while any(live):
-            for i, g in enumerate(gens):
-                if live[i]:
-                    try:
-                        texts[i] += next(g)
-                    except StopIteration:
-                        live[i] = False
-            step += 1
+
+        def other_caller(step):
             if step == 3:  # another caller uses the cache in between
                 assert m.generate("Hello", max_new_tokens=2, temperature=0) is not None
                 m.reset()
                 m.eval(m.tokenize("Unrelated text"))
+        texts = drain_interleaved(gens, other_caller)
         assert texts == reference
         assert texts[0].startswith(" Paris.\n\nThe United States")
 
@@ -150,17 +158,7 @@ def test_interleaved_speculative_generators_and_states(smollm2_path):
         m.set_cache(PromptCache())
         gens = [m.generate(p, max_new_tokens=24, temperature=0, ignore_eos=True, stream=True,
                            draft_model="prompt-lookup") for p in prompts]
-        texts, live, step = ["", ""], [True, True], 0
-        while any(live):
-            for i, g in enumerate(gens):
-                if live[i]:
-                    try:
-                        texts[i] += next(g)
-                    except StopIteration:
-                        live[i] = False
-            step += 1
-            if step in (2, 5):
-                m.load_state(state)
+        texts = drain_interleaved(gens, lambda step: m.load_state(state) if step in (2, 5) else None)
         assert texts == alone
 
 
