@@ -106,4 +106,14 @@ Tensor* rope(Context& ctx, Tensor* a, Tensor* pos, const RopeParams& p, Tensor* 
 // sits at position n_past + i and sees keys 0 .. n_past + i only (the others get probability 0).
 Tensor* soft_max(Context& ctx, Tensor* a, float scale = 1.0f, bool causal = false, int64_t n_past = 0);
 
+// ---- fused attention ----------------------------------------------------------------------------
+// Causal softmax(scale * K^T q) V for every query and head, without an n_kv x n score matrix
+// (keys in tiles, the softmax merged across tiles). q: f32 [hd, n_head, n] (rows dense, any
+// strides); k, v: [hd, n_kv, n_head_kv] views of a cache with one row per position (f32, f16,
+// q8_0 or q4_0; rows dense, hd a multiple of the type's block), n_kv = n_past + n, n_head a
+// multiple of n_head_kv (query head h reads KV head h / (n_head / n_head_kv)). Query i sits at
+// position n_past + i and sees keys 0 .. n_past + i. -> f32 [hd, n_head, n].
+// Each query's result depends on its own row and keys only (never on n or the thread count).
+Tensor* flash_attn(Context& ctx, Tensor* q, Tensor* k, Tensor* v, float scale, int64_t n_past);
+
 }  // namespace ggmlpy

@@ -23,7 +23,7 @@ enum class Op : int32_t {
     NONE = 0,   // leaf
     VIEW, RESHAPE, PERMUTE, TRANSPOSE,  // no compute: share the source's data
     CONT, CPY, GET_ROWS, MUL_MAT, ADD, MUL, SCALE, RMS_NORM, LAYER_NORM, ROPE, SOFT_MAX,
-    SILU, GELU, GELU_ERF, SWIGLU,
+    SILU, GELU, GELU_ERF, SWIGLU, FLASH_ATTN,
     COUNT
 };
 const char* op_name(Op op);

@@ -231,7 +231,8 @@ class Model:
         use_mmap, use_mlock = _bool("use_mmap", use_mmap), _bool("use_mlock", use_mlock)
         verbose = _bool("verbose", verbose)
         if not isinstance(kv_type, str):
-            raise TypeError(f"kv_type must be a str ('f16' or 'f32'), got {type(kv_type).__name__}")
+            raise TypeError("kv_type must be a str ('f16', 'f32', 'q8_0' or 'q4_0'), "
+                            f"got {type(kv_type).__name__}")
         _warn_threads(n_threads)
         import time
         self.model_path = _path("model_path", model_path)

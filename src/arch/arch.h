@@ -90,9 +90,11 @@ private:
 };
 
 // K and V of every layer for n_seq sequences of n_ctx positions each; sequence s owns the cells
-// [s * n_ctx, (s + 1) * n_ctx). K: per layer [n_embd_kv, n_seq * n_ctx], one row per cell. V is
-// stored transposed, per layer [n_seq * n_ctx, n_embd_kv] (one row per channel), so the attention
-// product softmax(QK) x V reads contiguous rows of V^T without a copy.
+// [s * n_ctx, (s + 1) * n_ctx). K: per layer [n_embd_kv, n_seq * n_ctx], one row per cell. A float
+// V (f16, f32) is stored transposed, per layer [n_seq * n_ctx, n_embd_kv] (one row per channel), so
+// the attention product softmax(QK) x V reads contiguous rows of V^T without a copy. A quantized V
+// (q8_0, q4_0) has one row per cell like K, since a block must hold one cell's channels (a new
+// cell could not be added to a channel's block without requantizing it); flash_attn reads it.
 class KVCache {
 public:
     KVCache(const HParams& hp, int n_ctx, int n_seq, DType type, Context& ctx);
@@ -107,6 +109,7 @@ public:
     void read_cells(int seq, int n, std::string& out) const;
     void write_cells(int seq, int n, const char* in);
     DType type() const { return type_; }
+    bool v_trans() const { return v_trans_; }  // V stored as V^T (row per channel)
     size_t bytes() const { return bytes_; }
     Tensor* k(int il) const { return k_[il]; }
     Tensor* v(int il) const { return v_[il]; }
@@ -115,6 +118,7 @@ private:
     int n_ctx_;
     int n_seq_;
     DType type_;
+    bool v_trans_;
     size_t bytes_ = 0;
     std::vector<Tensor*> k_, v_;
 };

@@ -30,6 +30,22 @@ Tensor* seq_attention(Context& ctx, Graph& g, const HParams& hp, const KVCache& 
     const int64_t n_kv = (int64_t)sp.n_past + n;
     const int64_t n_embd_kv = hp.n_embd_kv();
     const int64_t base = kv.base(sp.seq);
+    const float kq_scale = 1.0f / std::sqrt((float)hd);
+
+    if (!kv.v_trans()) {
+        // Quantized cache: K and V rows (one per position) quantized as they are stored, and the
+        // fused attention reads the blocks directly (no score matrix, no dequantized copy).
+        Tensor* kc = kv.k(il);  // [n_embd_kv, n_seq * n_ctx]
+        Tensor* vc = kv.v(il);  // [n_embd_kv, n_seq * n_ctx]
+        if (k->ne[0] != n_embd_kv || k->ne[1] != n) k = reshape_2d(ctx, k, n_embd_kv, n);
+        const size_t at = (size_t)(base + sp.n_past) * kc->nb[1];
+        g.build_forward(cpy(ctx, k, view_2d(ctx, kc, n_embd_kv, n, kc->nb[1], at)));
+        g.build_forward(cpy(ctx, v, view_2d(ctx, vc, n_embd_kv, n, vc->nb[1], at)));
+        const size_t head = row_size(kc->type, hd);  // bytes of one head's slice of a row
+        Tensor* K = view_3d(ctx, kc, hd, n_kv, hp.n_head_kv, kc->nb[1], head, (size_t)base * kc->nb[1]);
+        Tensor* V = view_3d(ctx, vc, hd, n_kv, hp.n_head_kv, vc->nb[1], head, (size_t)base * vc->nb[1]);
+        return reshape_2d(ctx, flash_attn(ctx, q, K, V, kq_scale, sp.n_past), hd * hp.n_head, n);
+    }
 
     // Store K rows (one per position) and V columns (V^T has one row per channel).
     Tensor* kc = kv.k(il);  // [n_embd_kv, n_seq * n_ctx]
@@ -44,7 +60,6 @@ Tensor* seq_attention(Context& ctx, Graph& g, const HParams& hp, const KVCache& 
     Tensor* K = view_3d(ctx, kc, hd, n_kv, hp.n_head_kv, kc->nb[1], (size_t)hd * esz, (size_t)base * kc->nb[1]);
     // out[:, i, h] = sum_j p[j, i, h] v_j: rows of V^T are channels, so V^T [n_kv, hd, n_head_kv]
     Tensor* V = view_3d(ctx, vc, n_kv, hd, hp.n_head_kv, vc->nb[1], (size_t)hd * vc->nb[1], (size_t)base * esz);
-    const float kq_scale = 1.0f / std::sqrt((float)hd);
     const int64_t rep = hp.n_head / hp.n_head_kv;
     if (n == 1 && rep > 1) {
         // One token with grouped-query attention: the rep query heads of a KV head (heads

@@ -129,11 +129,12 @@ std::vector<std::string> WeightBinder::unused() const {
 // ---- KVCache ---------------------------------------------------------------------------------------
 
 KVCache::KVCache(const HParams& hp, int n_ctx, int n_seq, DType type, Context& ctx)
-    : n_ctx_(n_ctx), n_seq_(n_seq), type_(type) {
+    : n_ctx_(n_ctx), n_seq_(n_seq), type_(type), v_trans_(!dtype_traits(type).quantized) {
     const int64_t cells = (int64_t)n_ctx * n_seq;
     for (int il = 0; il < hp.n_layer; ++il) {
         Tensor* k = ctx.new_tensor_2d(type, hp.n_embd_kv(), cells);  // row per cell
-        Tensor* v = ctx.new_tensor_2d(type, cells, hp.n_embd_kv());  // row per channel
+        Tensor* v = v_trans_ ? ctx.new_tensor_2d(type, cells, hp.n_embd_kv())   // row per channel
+                             : ctx.new_tensor_2d(type, hp.n_embd_kv(), cells);  // row per cell
         k->set_name("cache_k_l" + std::to_string(il));
         v->set_name("cache_v_l" + std::to_string(il));
         k_.push_back(k);
@@ -142,49 +143,53 @@ KVCache::KVCache(const HParams& hp, int n_ctx, int n_seq, DType type, Context& c
     }
 }
 
+// Calls f(offset, bytes) for each run of bytes that cells [first, first + n) take in t: one run
+// when cells are rows, one per channel row when they are columns (V^T).
+template <typename F>
+static void for_cell_runs(const Tensor* t, bool cells_are_columns, int64_t first, int n, F f) {
+    if (!cells_are_columns) {
+        f((size_t)first * t->nb[1], (size_t)n * t->nb[1]);
+        return;
+    }
+    const size_t esz = t->element_size();
+    for (int64_t c = 0; c < t->ne[1]; ++c) f((size_t)c * t->nb[1] + (size_t)first * esz, (size_t)n * esz);
+}
+
 void KVCache::copy_cells(int src, int dst, int n) {
     if (src == dst || n <= 0) return;
-    const size_t esz = dtype_traits(type_).type_size;
-    for (size_t il = 0; il < k_.size(); ++il) {
-        Tensor* k = k_[il];  // cells are rows: one block of n rows
-        std::memcpy((char*)k->data + base(dst) * k->nb[1], (const char*)k->data + base(src) * k->nb[1],
-                    (size_t)n * k->nb[1]);
-        Tensor* v = v_[il];  // cells are columns: n elements in every channel's row
-        for (int64_t c = 0; c < v->ne[1]; ++c) {
-            char* row = (char*)v->data + c * v->nb[1];
-            std::memcpy(row + base(dst) * esz, row + base(src) * esz, (size_t)n * esz);
+    const int64_t shift = base(dst) - base(src);
+    for (size_t il = 0; il < k_.size(); ++il)
+        for (const Tensor* t : {k_[il], v_[il]}) {
+            const bool cols = t == v_[il] && v_trans_;
+            const size_t step = cols ? (size_t)shift * t->element_size() : (size_t)shift * t->nb[1];
+            for_cell_runs(t, cols, base(src), n, [&](size_t off, size_t len) {
+                std::memcpy((char*)t->data + off + step, (const char*)t->data + off, len);
+            });
         }
-    }
 }
 
 size_t KVCache::cells_bytes(int n) const {
-    const size_t esz = dtype_traits(type_).type_size;
     size_t total = 0;
-    for (size_t il = 0; il < k_.size(); ++il) total += (size_t)n * k_[il]->nb[1] + (size_t)v_[il]->ne[1] * n * esz;
+    for (size_t il = 0; il < k_.size(); ++il)
+        for (const Tensor* t : {k_[il], v_[il]})
+            for_cell_runs(t, t == v_[il] && v_trans_, 0, n, [&](size_t, size_t len) { total += len; });
     return total;
 }
 
 void KVCache::read_cells(int seq, int n, std::string& out) const {
-    const size_t esz = dtype_traits(type_).type_size;
-    for (size_t il = 0; il < k_.size(); ++il) {
-        const Tensor* k = k_[il];
-        out.append((const char*)k->data + base(seq) * k->nb[1], (size_t)n * k->nb[1]);
-        const Tensor* v = v_[il];
-        for (int64_t c = 0; c < v->ne[1]; ++c)
-            out.append((const char*)v->data + c * v->nb[1] + base(seq) * esz, (size_t)n * esz);
-    }
+    for (size_t il = 0; il < k_.size(); ++il)
+        for (const Tensor* t : {k_[il], v_[il]})
+            for_cell_runs(t, t == v_[il] && v_trans_, base(seq), n,
+                          [&](size_t off, size_t len) { out.append((const char*)t->data + off, len); });
 }
 
 void KVCache::write_cells(int seq, int n, const char* in) {
-    const size_t esz = dtype_traits(type_).type_size;
-    for (size_t il = 0; il < k_.size(); ++il) {
-        Tensor* k = k_[il];
-        std::memcpy((char*)k->data + base(seq) * k->nb[1], in, (size_t)n * k->nb[1]);
-        in += (size_t)n * k->nb[1];
-        Tensor* v = v_[il];
-        for (int64_t c = 0; c < v->ne[1]; ++c, in += (size_t)n * esz)
-            std::memcpy((char*)v->data + c * v->nb[1] + base(seq) * esz, in, (size_t)n * esz);
-    }
+    for (size_t il = 0; il < k_.size(); ++il)
+        for (const Tensor* t : {k_[il], v_[il]})
+            for_cell_runs(t, t == v_[il] && v_trans_, base(seq), n, [&](size_t off, size_t len) {
+                std::memcpy((char*)t->data + off, in, len);
+                in += len;
+            });
 }
 
 // ---- DecoderModel ----------------------------------------------------------------------------------
@@ -228,8 +233,13 @@ void DecoderModel::init() {
     if (params_.n_ctx < 0) throw ValueError("n_ctx must be >= 0, got " + std::to_string(params_.n_ctx));
     if (params_.n_batch < 1) throw ValueError("n_batch must be >= 1, got " + std::to_string(params_.n_batch));
     if (params_.n_threads < 0) throw ValueError("n_threads must be >= 0, got " + std::to_string(params_.n_threads));
-    if (params_.kv_type != DType::F16 && params_.kv_type != DType::F32)
-        throw ValueError(std::string("kv_type must be f16 or f32, got ") + dtype_name(params_.kv_type));
+    const DType kvt = params_.kv_type;
+    if (kvt != DType::F16 && kvt != DType::F32 && kvt != DType::Q8_0 && kvt != DType::Q4_0)
+        throw ValueError(std::string("kv_type must be f16, f32, q8_0 or q4_0, got ") + dtype_name(kvt));
+    if (dtype_traits(kvt).quantized && hp_.head_dim % dtype_traits(kvt).block_size != 0)
+        throw ValueError(std::string("kv_type ") + dtype_name(kvt) + " needs a head size that is a multiple of " +
+                         std::to_string(dtype_traits(kvt).block_size) + "; " + f.path() + " has " +
+                         std::to_string(hp_.head_dim));
     n_ctx_ = params_.n_ctx > 0 ? params_.n_ctx : std::min(hp_.n_ctx_train > 0 ? hp_.n_ctx_train : 4096, 4096);
     if (n_ctx_ > (1 << 20)) throw ValueError("n_ctx " + std::to_string(n_ctx_) + " is too large (max 1048576)");
     check_memory(planned_bytes(), "n_ctx " + std::to_string(n_ctx_) + " x " + std::to_string(params_.n_seq_max) +
@@ -253,9 +263,10 @@ void DecoderModel::init() {
 uint64_t DecoderModel::planned_bytes() const {
     // Every size here comes from the file or the arguments: saturating arithmetic, so an absurd
     // value gives UINT64_MAX (and a MemoryLimitError), never a wrapped small number.
-    const uint64_t ctx = (uint64_t)n_ctx_, kv_elem = dtype_traits(params_.kv_type).type_size;
+    const uint64_t ctx = (uint64_t)n_ctx_;
     const uint64_t cells = mul_sat(ctx, (uint64_t)std::max(params_.n_seq_max, 1));
-    const uint64_t kv = mul_sat(mul_sat(mul_sat(2 * (uint64_t)hp_.n_layer, (uint64_t)hp_.n_embd_kv()), cells), kv_elem);
+    const uint64_t cell_row = row_size(params_.kv_type, hp_.n_embd_kv());  // one cell's K (or V)
+    const uint64_t kv = mul_sat(mul_sat(2 * (uint64_t)hp_.n_layer, cell_row), cells);
     // compute buffers for one chunk of n_batch tokens, as f32: the logits (n_vocab), the attention
     // scores of every head against the whole context, and the activations of one block
     const uint64_t nb = (uint64_t)std::min(params_.n_batch, n_ctx_);

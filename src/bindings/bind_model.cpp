@@ -1,10 +1,11 @@
 // Bindings for Model (model.h): _core.Model(path, n_ctx=0, n_batch=512, n_threads=0,
-// use_mmap=True, use_mlock=False, kv_type="f16", n_seq_max=1); eval_batch(seqs, ids) -> (k, n_vocab),
+// use_mmap=True, use_mlock=False, kv_type="f16" (f32, q8_0, q4_0), n_seq_max=1); eval_batch(seqs, ids) -> (k, n_vocab),
 // n_past_seq / truncate_seq / copy_seq; eval(ids, all_logits=False) -> float32 logits
 // (n, n_vocab) or (n_vocab,); eval_embeddings(ids) -> (n, n_embd); reset(); truncate(n); close(); properties n_past, n_vocab, n_ctx, n_embd,
 // n_layer, arch, n_threads (settable), metadata, memory, tokenizer (the Tokenizer binding).
 // Load, eval, reset, truncate and close release the GIL before they take the Model's mutex (a
 // thread waiting for the mutex must not hold the GIL the running eval needs to return). Forwarding only.
+#include <cctype>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -69,9 +70,11 @@ void register_model(py::module_& m) {
                  mp.use_mmap = use_mmap;
                  mp.use_mlock = use_mlock;
                  mp.n_seq_max = n_seq_max;
-                 if (kv_type != "f16" && kv_type != "f32" && kv_type != "F16" && kv_type != "F32")
-                     throw ggmlpy::ValueError("kv_type must be 'f16' or 'f32', got '" + kv_type + "'");
-                 mp.kv_type = ggmlpy::dtype_from_name(kv_type);
+                 std::string kvt = kv_type;
+                 for (char& c : kvt) c = (char)std::tolower((unsigned char)c);
+                 if (kvt != "f16" && kvt != "f32" && kvt != "q8_0" && kvt != "q4_0")
+                     throw ggmlpy::ValueError("kv_type must be 'f16', 'f32', 'q8_0' or 'q4_0', got '" + kv_type + "'");
+                 mp.kv_type = ggmlpy::dtype_from_name(kvt);
                  if (n_ctx < 0) throw ggmlpy::ValueError("n_ctx must be >= 0, got " + std::to_string(n_ctx));
                  if (n_batch < 1) throw ggmlpy::ValueError("n_batch must be >= 1, got " + std::to_string(n_batch));
                  if (n_threads < 0)

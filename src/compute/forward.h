@@ -38,6 +38,8 @@ void forward_rope(const Tensor* t, const ComputeParams& p);
 void forward_get_rows(const Tensor* t, const ComputeParams& p);
 void forward_mul_mat(const Tensor* t, const ComputeParams& p);
 size_t mul_mat_work_size(const Tensor* t, int nth);
+void forward_flash_attn(const Tensor* t, const ComputeParams& p);
+size_t flash_attn_work_size(const Tensor* t, int nth);
 
 // Rows [r0, r1) of n rows for thread ith of nth (contiguous blocks).
 inline void split_rows(int64_t n, int ith, int nth, int64_t& r0, int64_t& r1) {

@@ -1,5 +1,5 @@
 // Forward functions of the row-wise elementwise ops: CONT / CPY (copy with f32/f16/bf16
-// conversion, any strides), ADD / MUL (b broadcast over a), SCALE, SILU, GELU, GELU_ERF, SWIGLU.
+// conversion, any strides; f32 rows into a quantized tensor's rows), ADD / MUL (b broadcast over a), SCALE, SILU, GELU, GELU_ERF, SWIGLU.
 // Rows (i1, i2, i3) are split in contiguous blocks over threads; results are written through the
 // output's own strides (dense except for CPY into a view). SILU, SWIGLU and GELU run on the kernel
 // table's activation helpers (vectorized exp), strided rows through a dense copy.
@@ -68,6 +68,14 @@ void forward_dup(const Tensor* t, const ComputeParams& p) {
     const Tensor* s = t->src[0];
     const char* sd = static_cast<const char*>(s->data);
     char* dd = static_cast<char*>(t->data);
+    if (dtype_traits(t->type).quantized) {  // f32 rows into block rows (a quantized KV cache)
+        const FromFloatFn q = kernels().type[(int)t->type].from_float;
+        int64_t r0, r1;
+        split_rows(t->nrows(), p.ith, p.nth, r0, r1);
+        for (int64_t r = r0; r < r1; ++r)
+            q(reinterpret_cast<const float*>(sd + row_offset(s, r)), dd + row_offset(t, r), t->ne[0]);
+        return;
+    }
     if (same_shape(s, t)) {
         int64_t r0, r1;
         split_rows(t->nrows(), p.ith, p.nth, r0, r1);

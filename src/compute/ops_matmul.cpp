@@ -224,6 +224,7 @@ void forward_get_rows(const Tensor* t, const ComputeParams& p) {
 }
 
 size_t forward_work_size(const Tensor* t, int nth) {
+    if (t->op == Op::FLASH_ATTN) return flash_attn_work_size(t, nth);
     return t->op == Op::MUL_MAT ? mul_mat_work_size(t, nth) : 0;
 }
 
@@ -255,6 +256,7 @@ void forward(const Tensor* t, const ComputeParams& p) {
         case Op::ROPE: forward_rope(t, p); break;
         case Op::GET_ROWS: forward_get_rows(t, p); break;
         case Op::MUL_MAT: forward_mul_mat(t, p); break;
+        case Op::FLASH_ATTN: forward_flash_attn(t, p); break;
         default: break;
     }
 }

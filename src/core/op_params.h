@@ -8,6 +8,7 @@
 //   SOFT_MAX   [0] f32 scale [1] causal [2..3] i64 n_past
 //   MUL_MAT    [0] causal side (0: none, CausalSide) [2..3] i64 n_past
 //   CPY        src: src, dst (the node is a view of dst)
+//   FLASH_ATTN [0] f32 scale [2..3] i64 n_past   src: q, k, v
 #pragma once
 #include <cstdint>
 #include <cstring>

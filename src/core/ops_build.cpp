@@ -189,8 +189,15 @@ Tensor* cont(Context& ctx, Tensor* a) {
 Tensor* cpy(Context& ctx, Tensor* src, Tensor* dst) {
     need("cpy", "src", src);
     need("cpy", "dst", dst);
-    if (!is_float_type(src->type) || !is_float_type(dst->type))
+    if (dtype_traits(dst->type).quantized) {
+        // f32 rows quantized into dst's rows (K/V into a quantized cache): same shape, dense rows
+        if (src->type != DType::F32 || !same_shape(src, dst) || !src->rows_contiguous() || !dst->rows_contiguous() ||
+            dst->ne[0] % dtype_traits(dst->type).block_size != 0 || !kernels().type[(int)dst->type].from_float)
+            fail("cpy", "src " + src->shape_str() + " to " + dtype_name(dst->type) + " dst " + dst->shape_str() +
+                            ": a quantized dst takes f32 rows of its shape, ne[0] a multiple of its block");
+    } else if (!is_float_type(src->type) || !is_float_type(dst->type)) {
         fail("cpy", "src " + src->shape_str() + " and dst " + dst->shape_str() + ": types must be f32, f16 or bf16");
+    }
     if (src->nelements() != dst->nelements())
         fail("cpy", "src " + src->shape_str() + " and dst " + dst->shape_str() + " have different element counts");
     Tensor* t = make_view(ctx, Op::CPY, dst, dst->ne, dst->nb, 0);
@@ -364,6 +371,34 @@ Tensor* soft_max(Context& ctx, Tensor* a, float scale, bool causal, int64_t n_pa
     Tensor* t = node(ctx, Op::SOFT_MAX, DType::F32, a->ne, a);
     set_param_f32(t, 0, scale);
     t->op_params[1] = causal ? 1 : 0;
+    set_param_i64(t, 2, n_past);
+    return t;
+}
+
+Tensor* flash_attn(Context& ctx, Tensor* q, Tensor* k, Tensor* v, float scale, int64_t n_past) {
+    need_f32("flash_attn", "q", q);
+    need("flash_attn", "k", k);
+    need("flash_attn", "v", v);
+    const auto shapes = [&] { return "q " + q->shape_str() + ", k " + k->shape_str() + ", v " + v->shape_str(); };
+    const int64_t hd = q->ne[0], n = q->ne[2];
+    if (n_past < 0) fail("flash_attn", "n_past must be >= 0, got " + std::to_string(n_past));
+    if (k->type != v->type) fail("flash_attn", shapes() + ": k and v must have one type");
+    if (k->ne[0] != hd || v->ne[0] != hd || v->ne[1] != k->ne[1] || v->ne[2] != k->ne[2] || q->ne[3] != 1 || k->ne[3] != 1)
+        fail("flash_attn", shapes() + ": expected q [hd, n_head, n], k and v [hd, n_kv, n_head_kv]");
+    if (k->ne[1] != n_past + n)
+        fail("flash_attn", shapes() + ": n_kv must be n_past + n = " + std::to_string(n_past + n));
+    if (k->ne[2] == 0 || q->ne[1] % k->ne[2] != 0)
+        fail("flash_attn", shapes() + ": n_head must be a multiple of n_head_kv");
+    if (!q->rows_contiguous() || !k->rows_contiguous() || !v->rows_contiguous())
+        fail("flash_attn", shapes() + ": rows must be dense");
+    const TypeKernels& tk = kernels().type[(int)k->type];
+    if (!tk.vec_dot || !tk.accum || !kernels().type[(int)tk.vec_dot_type].from_float)
+        fail("flash_attn", std::string("cache type ") + dtype_name(k->type) + " is not supported (f32, f16, q8_0, q4_0)");
+    if (hd % dtype_traits(tk.vec_dot_type).block_size != 0 || hd % dtype_traits(k->type).block_size != 0)
+        fail("flash_attn", shapes() + ": hd must be a multiple of the block of " + dtype_name(k->type));
+    const int64_t ne[MAX_DIMS] = {hd, q->ne[1], n, 1};
+    Tensor* t = node(ctx, Op::FLASH_ATTN, DType::F32, ne, q, k, v);
+    set_param_f32(t, 0, scale);
     set_param_i64(t, 2, n_past);
     return t;
 }

@@ -32,6 +32,7 @@ const char* op_name(Op op) {
         case Op::GELU: return "gelu";
         case Op::GELU_ERF: return "gelu_erf";
         case Op::SWIGLU: return "swiglu";
+        case Op::FLASH_ATTN: return "flash_attn";
         case Op::COUNT: break;
     }
     return "?";

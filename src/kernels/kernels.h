@@ -64,6 +64,13 @@ void q8_0_pack8(const void* y, size_t by, int nry, void* out, int64_t n);
 using DecodeFn = void (*)(int64_t n, float* s, const void* x, size_t bx, int64_t nrx, const void* y,
                           const void* prep);
 
+// Attention's P.V over a cache of this type (one row per cached position): for k < n,
+//   y[k] += w[r] * x_r[k] for r = 0 .. nrx-1 in that order (x_r = x + r * bx),
+// each term one mul and one add (no fused multiply-add): c = w[r] for float rows, c = w[r] * d
+// for a block of scale d (the block's quants q: Q8_0 q, Q4_0 nibble - 8), then y[k] += c * q.
+// Every table gives the scalar table's exact bits.
+using AccumFn = void (*)(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w);
+
 struct TypeKernels {
     DType vec_dot_type = DType::F32;  // partner type of the activations (Q8_0, Q8_K, F32, ...)
     VecDotFn vec_dot = nullptr;       // nullptr: type not supported as a matmul weight
@@ -78,6 +85,8 @@ struct TypeKernels {
     int gemm_pack_rows_x = 1;
     // optional: mul_mat decodes (one activation row) through it, else vec_dot / vec_dot_prep per row
     DecodeFn decode = nullptr;
+    // optional: rows of this type as attention's V (flash_attn); F32, F16, Q8_0, Q4_0
+    AccumFn accum = nullptr;
 };
 
 struct KernelTable {

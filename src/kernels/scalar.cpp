@@ -280,6 +280,32 @@ void vec_mad_f32(int64_t n, float* y, const float* x, float v) {
 void vec_scale_f32(int64_t n, float* y, float v) {
     for (int64_t i = 0; i < n; ++i) y[i] *= v;
 }
+
+// ---- attention's P.V (AccumFn): y += sum_r w[r] * row r, rows in order ----------------------
+void accum_f32(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w) {
+    for (int64_t r = 0; r < nrx; ++r) {
+        const float* xr = (const float*)((const char*)x + r * bx);
+        for (int64_t k = 0; k < n; ++k) y[k] += w[r] * xr[k];
+    }
+}
+void accum_f16(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w) {
+    for (int64_t r = 0; r < nrx; ++r) {
+        const fp16_t* xr = (const fp16_t*)((const char*)x + r * bx);
+        for (int64_t k = 0; k < n; ++k) y[k] += w[r] * h2f(xr[k]);
+    }
+}
+template <typename Block>
+void accum_sym32(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w) {
+    int8_t q[32];
+    for (int64_t r = 0; r < nrx; ++r) {
+        const Block* xr = (const Block*)((const char*)x + r * bx);
+        for (int64_t b = 0; b < n / 32; ++b) {
+            unpack(xr[b], q);
+            const float c = w[r] * h2f(xr[b].d);
+            for (int k = 0; k < 32; ++k) y[32 * b + k] += c * (float)q[k];
+        }
+    }
+}
 void fp16_to_fp32_row(const uint16_t* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
@@ -353,6 +379,11 @@ KernelTable make_scalar() {
     ff(DType::Q4_K, from_float_ref<block_q4_K, quantize_row_q4_K_ref>);
     ff(DType::Q5_K, from_float_ref<block_q5_K, quantize_row_q5_K_ref>);
     ff(DType::Q6_K, from_float_ref<block_q6_K, quantize_row_q6_K_ref>);
+
+    t.type[(int)DType::F32].accum = accum_f32;
+    t.type[(int)DType::F16].accum = accum_f16;
+    t.type[(int)DType::Q8_0].accum = accum_sym32<block_q8_0>;
+    t.type[(int)DType::Q4_0].accum = accum_sym32<block_q4_0>;
 
     t.vec_dot_f32 = vec_dot_f32;
     t.vec_mad_f32 = vec_mad_f32;

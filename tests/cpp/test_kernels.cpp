@@ -314,6 +314,58 @@ void test_helpers(const std::string& name) {
     }
 }
 
+// 3b) attention's P.V rows (accum): every table's bits equal the scalar table's (the same mul and
+// add per row, rows in order); the scalar table against float64 of the dequantized rows within
+// (nrx + 4) * eps * sum_r |w_r x_r[k]| + |y[k]| * eps per element. Rows a cache row apart (bx larger
+// than a row), row counts across a tile's edge, heads of 32 to 256 dims.
+void test_accum(const std::string& name) {
+    const KernelTable& ref = scalar_kernels();
+    const KernelTable* tab = find_kernels(name);
+    if (!tab) return;
+    for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0}) {
+        const TypeKernels& k = tab->type[(int)t];
+        CHECK(k.accum != nullptr);
+        if (!k.accum) continue;
+        for (int64_t n : {32, 64, 96, 128, 256})
+            for (int64_t nrx : {1, 2, 7, 33}) {
+                const size_t row = row_size(t, n), bx = row * 3 + 4;  // a cache row of 3 heads, unaligned
+                std::vector<uint8_t> X(bx * (size_t)nrx + 64, 0);
+                std::vector<std::vector<float>> xd;
+                for (int64_t r = 0; r < nrx; ++r) {
+                    const auto e = encode(t, make_floats(n, 32));
+                    std::memcpy(&X[r * bx], e.data(), row);
+                    xd.push_back(decode(t, &X[r * bx], n));
+                }
+                std::vector<float> w((size_t)nrx);
+                std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+                for (auto& v : w) v = ud(rng);
+                const auto y0 = make_floats(n, 32);
+                std::vector<float> a = y0, b = y0;
+                k.accum(n, a.data(), X.data(), bx, nrx, w.data());
+                ref.type[(int)t].accum(n, b.data(), X.data(), bx, nrx, w.data());
+                if (std::memcmp(a.data(), b.data(), (size_t)n * sizeof(float)) != 0) {
+                    ++test_failures();
+                    std::fprintf(stderr, "FAIL accum table=%s type=%s n=%lld nrx=%lld: differs from the scalar table\n",
+                                 name.c_str(), dtype_name(t), (long long)n, (long long)nrx);
+                }
+                if (name != "scalar") continue;
+                for (int64_t i = 0; i < n; ++i) {
+                    double exact = y0[i], bound = std::fabs(y0[i]);
+                    for (int64_t r = 0; r < nrx; ++r) {
+                        exact += (double)w[r] * xd[r][i];
+                        bound += std::fabs((double)w[r] * xd[r][i]);
+                    }
+                    if (std::fabs(b[i] - exact) > (nrx + 4) * FLT_EPSILON * bound + 1e-30) {
+                        ++test_failures();
+                        std::fprintf(stderr, "FAIL accum scalar type=%s n=%lld nrx=%lld [%lld]: %g vs float64 %g\n",
+                                     dtype_name(t), (long long)n, (long long)nrx, (long long)i, b[i], exact);
+                        break;
+                    }
+                }
+            }
+    }
+}
+
 // 4) activation helpers (softmax exponentials, silu / swiglu, gelu) of every table vs the scalar
 // table's libm, on normal inputs and on the extremes: under- and overflow edges, +-inf, NaN.
 // Where the reference is finite, |got - ref| <= ulps * eps * |ref| + abs_x * eps * |x| + tiny
@@ -421,6 +473,7 @@ int main() {
     for (const auto& name : available_kernels()) {
         test_table(name);
         test_helpers(name);
+        test_accum(name);
         test_activations(name);
     }
     for (const auto& kv : g_stats)

@@ -683,6 +683,7 @@ void vec_scale_f32(int64_t n, float* y, float v) {
 }
 
 #include "kernels/x86/x86_math.h"  // exp, softmax / silu / gelu rows (same namespace)
+#include "kernels/x86/x86_accum.h"  // attention's P.V rows (same namespace)
 
 // ---- table ------------------------------------------------------------------------------------
 // Overrides only entries whose partner type is the one these kernels expect (the scalar table
@@ -743,6 +744,10 @@ inline void fill_x86_table(KernelTable& t) {
     t.type[(int)DType::Q8_K].from_float = from_float_q8_K;
     t.type[(int)DType::F16].from_float = from_float_f16;
     t.type[(int)DType::BF16].from_float = from_float_bf16;
+    t.type[(int)DType::F32].accum = accum_float<false>;
+    t.type[(int)DType::F16].accum = accum_float<true>;
+    t.type[(int)DType::Q8_0].accum = accum_sym32<AccQ8_0>;
+    t.type[(int)DType::Q4_0].accum = accum_sym32<AccQ4_0>;
     t.vec_dot_f32 = vec_dot_f32;
     t.vec_mad_f32 = vec_mad_f32;
     t.vec_scale_f32 = vec_scale_f32;
