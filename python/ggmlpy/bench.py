@@ -5,7 +5,9 @@ numbers compare one to one. Token ids are random (fixed seed), as in llama-bench
 
 With parallel sequences (`-np 1,2,4,8`, like llama-batched-bench), each B gives two rows:
 `ppP@npB` (B prompts of P tokens evaluated in shared passes: B*P / time) and `tgN@npB` (N steps
-that each evaluate one token of every sequence after those prompts: aggregate B*N / time)."""
+that each evaluate one token of every sequence after those prompts: aggregate B*N / time).
+`--kv-type f16,q8_0` repeats the tests for each KV cache type (a `kv` column, as llama-bench's
+type_k / type_v columns)."""
 from __future__ import annotations
 
 import os
@@ -24,6 +26,7 @@ class BenchResult:
     threads: int
     test: str
     samples: List[float]   # tokens/s of each repetition
+    kv_type: str = "f16"   # KV cache type (llama-bench's type_k / type_v)
 
     @property
     def mean(self) -> float:
@@ -84,10 +87,20 @@ def _parallel(core, rng, n_vocab, B, P, N, repetitions):
 
 def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], threads: Sequence[int],
               repetitions: int = 5, n_batch: int = 512, use_mmap: bool = True, progress=None,
-              parallel: Sequence[int] = (), depths: Sequence[int] = (0,)) -> List[BenchResult]:
+              parallel: Sequence[int] = (), depths: Sequence[int] = (0,),
+              kv_types: Sequence[str] = ("f16",)) -> List[BenchResult]:
     """llama-bench's tests: ppN (N prompt tokens in one eval), tgN (N single-token evals), each
     after `depth` tokens already in the cache ("pp512 @ d4096"; the depth is filled untimed), or
-    with `parallel` the batched tests of _parallel."""
+    with `parallel` the batched tests of _parallel; for each KV cache type in kv_types."""
+    results: List[BenchResult] = []
+    for kv_type in kv_types:
+        results += _run_one(model_path, n_prompt, n_gen, threads, repetitions, n_batch, use_mmap, progress,
+                            parallel, depths, kv_type)
+    return results
+
+
+def _run_one(model_path, n_prompt, n_gen, threads, repetitions, n_batch, use_mmap, progress, parallel, depths,
+             kv_type) -> List[BenchResult]:
     from . import _core
     path = os.fspath(model_path)
     n_params, size, ftype = _gguf_summary(path)
@@ -96,7 +109,7 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
     if parallel:
         need = max(n_prompt) + max(n_gen) + 1
     core = _core.Model(path, n_ctx=max(need, 16), n_batch=n_batch, n_threads=threads[0] if threads else 0,
-                       use_mmap=use_mmap, n_seq_max=max(list(parallel) + [1]))
+                       use_mmap=use_mmap, n_seq_max=max(list(parallel) + [1]), kv_type=kv_type)
     try:
         name = f"{core.arch} {_params_label(n_params)} {ftype}"
         rng = random.Random(1234)
@@ -111,7 +124,7 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
                             pp, tg = _parallel(core, rng, n_vocab, B, P, N, repetitions)
                             for test, samples in ((f"pp{P}@np{B}", pp), (f"tg{N}@np{B}", tg)):
                                 if samples:
-                                    res = BenchResult(name, size, n_params, t, test, samples)
+                                    res = BenchResult(name, size, n_params, t, test, samples, kv_type)
                                     results.append(res)
                                     if progress:
                                         progress(res)
@@ -135,7 +148,8 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
                         dt = time.perf_counter() - t0
                     if rep > 0:
                         samples.append(n / dt)
-                res = BenchResult(name, size, n_params, t, f"{kind}{n}" + (f" @ d{depth}" if depth else ""), samples)
+                res = BenchResult(name, size, n_params, t, f"{kind}{n}" + (f" @ d{depth}" if depth else ""), samples,
+                                  kv_type)
                 results.append(res)
                 if progress:
                     progress(res)
@@ -145,11 +159,12 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
 
 
 def markdown_table(results: List[BenchResult]) -> str:
-    head = ["model", "size", "params", "backend", "threads", "test", "t/s"]
-    rows = [[r.model, f"{r.size_bytes / 2**20:.2f} MiB", f"{r.n_params / 1e6:.2f} M", "CPU", str(r.threads),
-             r.test, f"{r.mean:.2f} ± {r.sd:.2f}"] for r in results]
+    kv_col = any(r.kv_type != "f16" for r in results)  # like llama-bench: shown when not the default
+    head = ["model", "size", "params", "backend", "threads"] + (["kv"] if kv_col else []) + ["test", "t/s"]
+    rows = [[r.model, f"{r.size_bytes / 2**20:.2f} MiB", f"{r.n_params / 1e6:.2f} M", "CPU", str(r.threads)] +
+            ([r.kv_type] if kv_col else []) + [r.test, f"{r.mean:.2f} ± {r.sd:.2f}"] for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    right = {2, 4, 5, 6, 1}
+    right = {1, 2, 4} | {len(head) - 2, len(head) - 1}
 
     def fmt(cells):
         return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)

@@ -71,6 +71,9 @@ def _resolve_model(arg, progress=True) -> str:
     return str(path)
 
 
+KV_TYPES = ("f16", "f32", "q8_0", "q4_0")
+
+
 def _check(cond, flag, value, expected):
     if not cond:
         raise CliError(f"argument {flag}: {value!r}, expected {expected}")
@@ -94,6 +97,8 @@ def _add_model_flags(s):
     s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
     s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
     s.add_argument("--mlock", action="store_true", help="lock the weights in RAM")
+    s.add_argument("-ctk", "--kv-type", default="f16",
+                   help="KV cache type: f16 (default), f32, q8_0 (about half f16's memory) or q4_0")
 
 
 def _add_generate(sub):
@@ -128,6 +133,8 @@ def _check_model_flags(a):
     _check(a.threads >= 0, "-t/--threads", a.threads, "an int >= 0")
     _check(a.ctx_size >= 0, "-c/--ctx-size", a.ctx_size, "an int >= 0")
     _check(a.batch_size >= 1, "-b/--batch-size", a.batch_size, "an int >= 1")
+    a.kv_type = a.kv_type.strip().lower()
+    _check(a.kv_type in KV_TYPES, "-ctk/--kv-type", a.kv_type, "one of " + ", ".join(KV_TYPES))
 
 
 def cmd_generate(a) -> int:
@@ -160,7 +167,7 @@ def cmd_generate(a) -> int:
             raise CliError("--draft-k needs --draft")
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
-                  use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed)
+                  use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed, kv_type=a.kv_type)
     out = sys.stdout.buffer
     stats = None
     draft = None
@@ -245,6 +252,8 @@ def _add_bench(sub):
                    help="tokens already in the KV cache before each test, comma-separated (like llama-bench's "
                         "-d: 'pp512 @ d4096' processes 512 tokens after 4096)")
     s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
+    s.add_argument("-ctk", "--kv-type", default="f16",
+                   help="KV cache types, comma-separated (f16, f32, q8_0, q4_0; like llama-bench's -ctk/-ctv)")
     s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
     s.set_defaults(func=cmd_bench)
 
@@ -267,9 +276,12 @@ def cmd_bench(a) -> int:
     _check(all(d >= 0 for d in a.n_depth), "-d/--n-depth", a.n_depth, "integers >= 0")
     if a.parallel is not None and any(a.n_depth):
         raise CliError("-d/--n-depth is for single-sequence tests; -np measures from an empty cache")
+    kv_types = [t.strip().lower() for t in a.kv_type.split(",")]
+    _check(all(t in KV_TYPES for t in kv_types), "-ctk/--kv-type", a.kv_type, "a comma-separated list of " +
+           ", ".join(KV_TYPES))
     path = _resolve_model(a.model)
     res = run_bench(path, a.n_prompt, a.n_gen, threads, repetitions=a.repetitions, n_batch=a.batch_size,
-                    use_mmap=not a.no_mmap, parallel=a.parallel or (), depths=a.n_depth,
+                    use_mmap=not a.no_mmap, parallel=a.parallel or (), depths=a.n_depth, kv_types=kv_types,
                     progress=lambda r: print(f"ggmlpy bench: threads {r.threads} {r.test}: "
                                              f"{r.mean:.2f} ± {r.sd:.2f} t/s", file=sys.stderr))
     print(markdown_table(res))

@@ -64,12 +64,14 @@ void q8_0_pack8(const void* y, size_t by, int nry, void* out, int64_t n);
 using DecodeFn = void (*)(int64_t n, float* s, const void* x, size_t bx, int64_t nrx, const void* y,
                           const void* prep);
 
-// Attention's P.V over a cache of this type (one row per cached position): for k < n,
-//   y[k] += w[r] * x_r[k] for r = 0 .. nrx-1 in that order (x_r = x + r * bx),
-// each term one mul and one add (no fused multiply-add): c = w[r] for float rows, c = w[r] * d
-// for a block of scale d (the block's quants q: Q8_0 q, Q4_0 nibble - 8), then y[k] += c * q.
-// Every table gives the scalar table's exact bits.
-using AccumFn = void (*)(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w);
+// Attention's P.V over a cache of this type (one row per cached position), for ny heads at once:
+// for c < ny and k < n,  y_c[k] += sum over r = 0 .. nrx-1 (in that order) of w_c[r] * x_r[k]
+// (y_c = y + c * by floats, w_c = w + c * bw floats, x_r = x + r * bx bytes), each term one fused
+// multiply-add y = fma(coef, q, y): coef = w_c[r] for float rows, coef = w_c[r] * d (one f32
+// multiply) for a block of scale d and quants q (Q8_0 q, Q4_0 nibble - 8). Fused, so every table
+// gives the scalar table's exact bits (std::fma there).
+using AccumFn = void (*)(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx,
+                         const float* w, size_t bw);
 
 struct TypeKernels {
     DType vec_dot_type = DType::F32;  // partner type of the activations (Q8_0, Q8_K, F32, ...)
@@ -87,6 +89,9 @@ struct TypeKernels {
     DecodeFn decode = nullptr;
     // optional: rows of this type as attention's V (flash_attn); F32, F16, Q8_0, Q4_0
     AccumFn accum = nullptr;
+    // optional: attention scores against a cache of this type, the GemmFn contract with vec_dot's
+    // bits, for short rows (one head) and many weight rows (cached positions); else decode/vec_dot
+    GemmFn attn_dot = nullptr;
 };
 
 struct KernelTable {

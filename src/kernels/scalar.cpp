@@ -281,30 +281,37 @@ void vec_scale_f32(int64_t n, float* y, float v) {
     for (int64_t i = 0; i < n; ++i) y[i] *= v;
 }
 
-// ---- attention's P.V (AccumFn): y += sum_r w[r] * row r, rows in order ----------------------
-void accum_f32(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w) {
-    for (int64_t r = 0; r < nrx; ++r) {
-        const float* xr = (const float*)((const char*)x + r * bx);
-        for (int64_t k = 0; k < n; ++k) y[k] += w[r] * xr[k];
-    }
+// ---- attention's P.V (AccumFn): y_c += sum_r w_c[r] * row r, rows in order, fused ------------
+void accum_f32(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
+               size_t bw) {
+    for (int c = 0; c < ny; ++c)
+        for (int64_t r = 0; r < nrx; ++r) {
+            const float* xr = (const float*)((const char*)x + r * bx);
+            for (int64_t k = 0; k < n; ++k) y[c * by + k] = std::fma(w[c * bw + r], xr[k], y[c * by + k]);
+        }
 }
-void accum_f16(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w) {
-    for (int64_t r = 0; r < nrx; ++r) {
-        const fp16_t* xr = (const fp16_t*)((const char*)x + r * bx);
-        for (int64_t k = 0; k < n; ++k) y[k] += w[r] * h2f(xr[k]);
-    }
+void accum_f16(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
+               size_t bw) {
+    for (int c = 0; c < ny; ++c)
+        for (int64_t r = 0; r < nrx; ++r) {
+            const fp16_t* xr = (const fp16_t*)((const char*)x + r * bx);
+            for (int64_t k = 0; k < n; ++k) y[c * by + k] = std::fma(w[c * bw + r], h2f(xr[k]), y[c * by + k]);
+        }
 }
 template <typename Block>
-void accum_sym32(int64_t n, float* y, const void* x, size_t bx, int64_t nrx, const float* w) {
+void accum_sym32(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
+                 size_t bw) {
     int8_t q[32];
-    for (int64_t r = 0; r < nrx; ++r) {
-        const Block* xr = (const Block*)((const char*)x + r * bx);
-        for (int64_t b = 0; b < n / 32; ++b) {
-            unpack(xr[b], q);
-            const float c = w[r] * h2f(xr[b].d);
-            for (int k = 0; k < 32; ++k) y[32 * b + k] += c * (float)q[k];
+    for (int c = 0; c < ny; ++c)
+        for (int64_t r = 0; r < nrx; ++r) {
+            const Block* xr = (const Block*)((const char*)x + r * bx);
+            for (int64_t b = 0; b < n / 32; ++b) {
+                unpack(xr[b], q);
+                const float coef = w[c * bw + r] * h2f(xr[b].d);
+                float* yb = y + c * by + 32 * b;
+                for (int k = 0; k < 32; ++k) yb[k] = std::fma(coef, (float)q[k], yb[k]);
+            }
         }
-    }
 }
 void fp16_to_fp32_row(const uint16_t* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);

@@ -314,11 +314,12 @@ void test_helpers(const std::string& name) {
     }
 }
 
-// 3b) attention's P.V rows (accum): every table's bits equal the scalar table's (the same mul and
-// add per row, rows in order); the scalar table against float64 of the dequantized rows within
-// (nrx + 4) * eps * sum_r |w_r x_r[k]| + |y[k]| * eps per element. Rows a cache row apart (bx larger
-// than a row), row counts across a tile's edge, heads of 32 to 256 dims.
-void test_accum(const std::string& name) {
+// 3b) attention kernels. accum (P.V): every table's bits equal the scalar table's (the same fused
+// multiply-add per row, rows in order); the scalar table against float64 of the dequantized rows
+// within (nrx + 4) * eps * (sum_r |w_r x_r[k]| + |y[k]|) per element. attn_dot (K scores): every
+// table's s equal vec_dot of the scalar table, bit for bit. Rows a cache row apart (bx larger than a
+// row, unaligned), row counts across the 8-row step, 1 to 8 heads, heads of 32 to 256 dims.
+void test_attention_kernels(const std::string& name) {
     const KernelTable& ref = scalar_kernels();
     const KernelTable* tab = find_kernels(name);
     if (!tab) return;
@@ -327,7 +328,7 @@ void test_accum(const std::string& name) {
         CHECK(k.accum != nullptr);
         if (!k.accum) continue;
         for (int64_t n : {32, 64, 96, 128, 256})
-            for (int64_t nrx : {1, 2, 7, 33}) {
+            for (int64_t nrx : {1, 2, 7, 9, 33}) {
                 const size_t row = row_size(t, n), bx = row * 3 + 4;  // a cache row of 3 heads, unaligned
                 std::vector<uint8_t> X(bx * (size_t)nrx + 64, 0);
                 std::vector<std::vector<float>> xd;
@@ -336,30 +337,62 @@ void test_accum(const std::string& name) {
                     std::memcpy(&X[r * bx], e.data(), row);
                     xd.push_back(decode(t, &X[r * bx], n));
                 }
-                std::vector<float> w((size_t)nrx);
-                std::uniform_real_distribution<float> ud(0.0f, 1.0f);
-                for (auto& v : w) v = ud(rng);
-                const auto y0 = make_floats(n, 32);
-                std::vector<float> a = y0, b = y0;
-                k.accum(n, a.data(), X.data(), bx, nrx, w.data());
-                ref.type[(int)t].accum(n, b.data(), X.data(), bx, nrx, w.data());
-                if (std::memcmp(a.data(), b.data(), (size_t)n * sizeof(float)) != 0) {
-                    ++test_failures();
-                    std::fprintf(stderr, "FAIL accum table=%s type=%s n=%lld nrx=%lld: differs from the scalar table\n",
-                                 name.c_str(), dtype_name(t), (long long)n, (long long)nrx);
-                }
-                if (name != "scalar") continue;
-                for (int64_t i = 0; i < n; ++i) {
-                    double exact = y0[i], bound = std::fabs(y0[i]);
-                    for (int64_t r = 0; r < nrx; ++r) {
-                        exact += (double)w[r] * xd[r][i];
-                        bound += std::fabs((double)w[r] * xd[r][i]);
-                    }
-                    if (std::fabs(b[i] - exact) > (nrx + 4) * FLT_EPSILON * bound + 1e-30) {
+                for (int ny : {1, 3, 8}) {
+                    const size_t bw = (size_t)nrx + 3, by = (size_t)n + 5;
+                    std::vector<float> w(bw * ny);
+                    std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+                    for (auto& v : w) v = ud(rng);
+                    const auto y0 = make_floats((int64_t)(by * ny), 32);
+                    std::vector<float> a = y0, b = y0;
+                    k.accum(n, a.data(), by, ny, X.data(), bx, nrx, w.data(), bw);
+                    ref.type[(int)t].accum(n, b.data(), by, ny, X.data(), bx, nrx, w.data(), bw);
+                    if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0) {
                         ++test_failures();
-                        std::fprintf(stderr, "FAIL accum scalar type=%s n=%lld nrx=%lld [%lld]: %g vs float64 %g\n",
-                                     dtype_name(t), (long long)n, (long long)nrx, (long long)i, b[i], exact);
-                        break;
+                        std::fprintf(stderr, "FAIL accum table=%s type=%s n=%lld nrx=%lld ny=%d: differs from the scalar table\n",
+                                     name.c_str(), dtype_name(t), (long long)n, (long long)nrx, ny);
+                    }
+                    if (name != "scalar") continue;
+                    for (int c = 0; c < ny; ++c)
+                        for (int64_t i = 0; i < n; ++i) {
+                            const double y = y0[c * by + i];
+                            double exact = y, bound = std::fabs(y);
+                            for (int64_t r = 0; r < nrx; ++r) {
+                                exact += (double)w[c * bw + r] * xd[r][i];
+                                bound += std::fabs((double)w[c * bw + r] * xd[r][i]);
+                            }
+                            if (std::fabs(b[c * by + i] - exact) > (nrx + 4) * FLT_EPSILON * bound + 1e-30) {
+                                ++test_failures();
+                                std::fprintf(stderr, "FAIL accum scalar type=%s n=%lld nrx=%lld [%d][%lld]: %g vs float64 %g\n",
+                                             dtype_name(t), (long long)n, (long long)nrx, c, (long long)i, b[c * by + i], exact);
+                                c = ny;
+                                break;
+                            }
+                        }
+                }
+                if (!k.attn_dot) continue;
+                const DType p = k.vec_dot_type;
+                const size_t by = row_size(p, n) + 8;
+                for (int ny : {1, 3, 8}) {
+                    std::vector<uint8_t> Y(by * ny + 64, 0);
+                    for (int c = 0; c < ny; ++c) {
+                        const auto e = encode(p, make_floats(n, 32));
+                        std::memcpy(&Y[c * by], e.data(), row_size(p, n));
+                    }
+                    const size_t bs = (size_t)nrx + 2;
+                    std::vector<float> S(bs * ny, -7.0f);
+                    k.attn_dot(n, S.data(), bs, X.data(), bx, (int)nrx, Y.data(), by, ny);
+                    for (int c = 0; c < ny; ++c) {
+                        for (int64_t r = 0; r < nrx; ++r) {
+                            float sr = NAN;
+                            ref.type[(int)t].vec_dot(n, &sr, &X[r * bx], &Y[c * by]);
+                            if (std::memcmp(&sr, &S[c * bs + r], 4) != 0) {
+                                ++test_failures();
+                                std::fprintf(stderr, "FAIL attn_dot table=%s type=%s n=%lld nrx=%lld [%d][%lld]: %g vs vec_dot %g\n",
+                                             name.c_str(), dtype_name(t), (long long)n, (long long)nrx, c, (long long)r,
+                                             S[c * bs + r], sr);
+                            }
+                        }
+                        CHECK(S[c * bs + nrx] == -7.0f);  // nothing written past nrx
                     }
                 }
             }
@@ -473,7 +506,7 @@ int main() {
     for (const auto& name : available_kernels()) {
         test_table(name);
         test_helpers(name);
-        test_accum(name);
+        test_attention_kernels(name);
         test_activations(name);
     }
     for (const auto& kv : g_stats)

@@ -16,6 +16,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -748,6 +749,8 @@ inline void fill_x86_table(KernelTable& t) {
     t.type[(int)DType::F16].accum = accum_float<true>;
     t.type[(int)DType::Q8_0].accum = accum_sym32<AccQ8_0>;
     t.type[(int)DType::Q4_0].accum = accum_sym32<AccQ4_0>;
+    if (t.type[(int)DType::Q8_0].vec_dot_type == DType::Q8_0) t.type[(int)DType::Q8_0].attn_dot = attn_dot_32<TQ8_0>;
+    if (t.type[(int)DType::Q4_0].vec_dot_type == DType::Q8_0) t.type[(int)DType::Q4_0].attn_dot = attn_dot_32<TQ4_0>;
     t.vec_dot_f32 = vec_dot_f32;
     t.vec_mad_f32 = vec_mad_f32;
     t.vec_scale_f32 = vec_scale_f32;
