@@ -3,7 +3,8 @@
 # aarch64-linux-gnu-g++ (cmake/aarch64-toolchain.cmake; no Python module) and runs them under
 # qemu-aarch64 twice: on a CPU model with dotprod (sdot kernels) and on a Cortex-A53 (armv8.0,
 # no dotprod: the widening-multiply fallback). Each run compares every table available there
-# (scalar, neon) with the scalar reference for every type.
+# (scalar, neon) with the scalar reference for every type, and runs test_attention (flash_attn
+# against float64) on the best table there.
 # Needs: cmake, g++-aarch64-linux-gnu, qemu-user (Debian/Ubuntu package names).
 # Usage: tests/run_neon.sh [build dir, default build/arm64]
 set -euo pipefail
@@ -18,8 +19,8 @@ done
 cmake -S "$root" -B "$build" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/aarch64-toolchain.cmake" \
   -DCMAKE_BUILD_TYPE=Release -DGGMLPY_BUILD_PYTHON=OFF -DGGMLPY_BUILD_TESTS=ON >/dev/null
 
-# the kernel tests only: tests/cpp/test_kernels*.cpp
-mapfile -t targets < <(cd "$root/tests/cpp" && ls test_kernels*.cpp | sed 's/\.cpp$//')
+# the kernel tests (tests/cpp/test_kernels*.cpp) and the fused attention op on the NEON table
+mapfile -t targets < <(cd "$root/tests/cpp" && ls test_kernels*.cpp test_attention.cpp | sed 's/\.cpp$//')
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 
 status=0
