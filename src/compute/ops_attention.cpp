@@ -23,7 +23,7 @@
 namespace ggmlpy {
 namespace {
 
-constexpr int64_t kTile = 256;  // keys per tile: scores 1 KiB per head, K and V tiles in L2
+constexpr int64_t kTile = 128;  // keys per tile: a KV head's K and V slices of a tile (2 lines per row) fit L1
 
 inline size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 

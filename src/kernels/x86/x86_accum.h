@@ -11,7 +11,7 @@
 // Cached rows are a cache row apart (every KV head's slice in between), a stride the hardware
 // prefetchers did not follow: each row's first pass asks for the row kAttnAhead ahead (perf:
 // SmolLM2 q8_0 decode at depth 2048 waited on the row loads).
-constexpr int64_t kAttnAhead = 8;
+constexpr int64_t kAttnAhead = 32;
 template <typename B> constexpr size_t row_size_of(int64_t n) { return sizeof(B) * (size_t)(n / 32); }
 inline void prefetch_row(const char* p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
@@ -126,16 +126,24 @@ void attn_dot_32(int64_t n, float* s, size_t bs, const void* vx, size_t bx, int 
         const int nr = nrx - r0 < 8 ? nrx - r0 : 8;
         const B* xr[8];
         for (int k = 0; k < 8; ++k) xr[k] = (const B*)((const char*)vx + (size_t)(r0 + (k < nr ? k : nr - 1)) * bx);
-        for (int k = 0; k < 8; ++k) prefetch_row((const char*)vx + (size_t)(r0 + 8 + k) * bx, sizeof(B) * (size_t)nb);
+        for (int k = 0; k < 8; ++k) prefetch_row((const char*)vx + (size_t)(r0 + kAttnAhead + k) * bx, sizeof(B) * (size_t)nb);
+        // the 8 rows' block scales, once for every y row (heads share them)
+        constexpr int64_t kMaxHeld = 16;
+        __m256 dxs[kMaxHeld];
+        const auto dx_of = [&](int64_t b) {
+            return _mm256_setr_ps(h2f(xr[0][b].d), h2f(xr[1][b].d), h2f(xr[2][b].d), h2f(xr[3][b].d),
+                                  h2f(xr[4][b].d), h2f(xr[5][b].d), h2f(xr[6][b].d), h2f(xr[7][b].d));
+        };
+        for (int64_t b = 0; b < nb && b < kMaxHeld; ++b) dxs[b] = dx_of(b);
         for (int c = 0; c < nry; ++c) {
             const block_q8_0* y = (const block_q8_0*)((const char*)vy + (size_t)c * by);
             // P_b for the 8 rows: (float)idot * (dx * dy), lane k = row k
             const auto P = [&](int64_t b) {
                 const __m256i yq = load256(y[b].qs);
                 __m256i d[8];
+#pragma GCC unroll 8
                 for (int k = 0; k < 8; ++k) d[k] = dot32_once<T>(T::q(xr[k][b]), yq);
-                const __m256 dx = _mm256_setr_ps(h2f(xr[0][b].d), h2f(xr[1][b].d), h2f(xr[2][b].d), h2f(xr[3][b].d),
-                                                 h2f(xr[4][b].d), h2f(xr[5][b].d), h2f(xr[6][b].d), h2f(xr[7][b].d));
+                const __m256 dx = b < kMaxHeld ? dxs[b] : dx_of(b);
                 return _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_i32(d)), _mm256_mul_ps(dx, _mm256_set1_ps(h2f(y[b].d))));
             };
             __m256 sum = _mm256_setzero_ps();
