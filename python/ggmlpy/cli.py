@@ -330,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_quantize(sub)
     from .cli_chat import add_subparser as add_chat
     add_chat(sub)
+    from .quality.cli import add_subparser as add_perplexity
+    add_perplexity(sub)
     from .server.cli import add_subparser as add_serve   # imports the server extra only when run
     add_serve(sub)
     return p
