@@ -50,7 +50,7 @@ AttnPlan plan_of(const Tensor* t, int nth) {
     a.n_tiles = (a.n_past + a.n + kTile - 1) / kTile;
     a.tk = &kernels().type[(int)k->type];
     a.vdt = a.tk->vec_dot_type;
-    a.prep = a.vdt == DType::Q8_0 && a.tk->decode;
+    a.prep = a.vdt == DType::Q8_0 && a.tk->decode && !a.tk->attn_dot;  // the decode kernel takes it
     a.split = a.n < 2 * (int64_t)nth && a.n_tiles > 1;
     const int64_t rows = a.n * a.n_head;
     a.q_row = align64(row_size(a.vdt, a.hd));

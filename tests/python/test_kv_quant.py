@@ -170,6 +170,11 @@ def test_batched_sequences_equal_alone(smollm2_path):
         core.truncate_seq(2, 0)
         solo = core.eval_batch([2], [toks[2]])
         assert np.array_equal(together[2], solo[0])
+        # a forked sequence (its cells copied, quantized rows and all) continues as the original
+        core.copy_seq(1, 3)
+        nxt = int(np.argmax(together[1]))
+        pair = core.eval_batch([1, 3], [[nxt], [nxt]])
+        assert np.array_equal(pair[0], pair[1])
 
 
 def test_state_round_trip_and_type_check(smollm2_path):
@@ -194,6 +199,27 @@ def test_gptj_q8_0_cache_matches_hf(tmp_path):
         ours = m.eval(ids, logits="all")
     assert gt.rel_err(ours, ref) < 0.02
     assert np.array_equal(ours.argmax(-1)[_margins(ref) >= MARGIN], ref.argmax(-1)[_margins(ref) >= MARGIN])
+
+
+def test_cli(smollm2_path):
+    import subprocess
+    import sys
+    run = [sys.executable, "-m", "ggmlpy.cli"]
+    r = subprocess.run(run + ["bench", "-m", str(smollm2_path), "-p", "32", "-n", "4", "-r", "1", "-t", "1",
+                              "-ctk", "f16,q8_0"], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    rows = [line.split("|") for line in r.stdout.decode().splitlines()[2:]]
+    assert [(c[6].strip(), c[7].strip()) for c in rows] == [("f16", "pp32"), ("f16", "tg4"), ("q8_0", "pp32"),
+                                                            ("q8_0", "tg4")]
+    r = subprocess.run(run + ["generate", "-m", str(smollm2_path), "-p", "The capital of France is", "-n", "12",
+                              "--temp", "0", "-c", "256", "-ctk", "q8_0", "-t", "2"], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    with Model(smollm2_path, n_ctx=256, n_threads=2, kv_type="q8_0") as m:
+        text = "The capital of France is" + m.generate("The capital of France is", max_new_tokens=12, temperature=0)
+    assert r.stdout.decode() == text + "\n"      # the CLI ends the text with a newline
+    r = subprocess.run(run + ["generate", "-m", str(smollm2_path), "-p", "x", "-ctk", "q9"], capture_output=True,
+                       timeout=300)
+    assert r.returncode == 1 and "argument -ctk/--kv-type: 'q9', expected one of f16, f32, q8_0, q4_0" in r.stderr.decode()
 
 
 def test_bad_kv_types(smollm2_path, tmp_path):
