@@ -42,10 +42,19 @@ def _token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return lse - logits[np.arange(len(targets)), targets].astype(np.float64)
 
 
-def perplexity(model, text: str, n_ctx: int = 512, max_chunks: Optional[int] = None,
-               progress: Optional[Callable[[int, int, float], None]] = None) -> PerplexityResult:
-    """Perplexity of `model` (a ggmlpy.Model with n_ctx >= n_ctx) over `text`; see the module
-    docstring. progress(chunk, n_chunks, running_ppl) is called after each chunk."""
+def _chunks(tokens: np.ndarray, n_ctx: int, n_chunks: int, bos: Optional[int] = None) -> List[np.ndarray]:
+    """The n_chunks chunks of n_ctx tokens as evaluated (first token BOS when the model adds one)."""
+    out = []
+    for c in range(n_chunks):
+        chunk = tokens[c * n_ctx:(c + 1) * n_ctx].copy()
+        if bos is not None:
+            chunk[0] = bos
+        out.append(chunk)
+    return out
+
+
+def prepare_chunks(model, text: str, n_ctx: int, max_chunks: Optional[int] = None):
+    """(token count of text, its chunks) with the checks perplexity makes."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 4 or n_ctx % 2:
@@ -63,27 +72,45 @@ def perplexity(model, text: str, n_ctx: int = 512, max_chunks: Optional[int] = N
     if max_chunks is not None:
         n_chunks = min(n_chunks, max_chunks)
     bos = model.tokenizer.bos if model.add_bos else None
+    return len(tokens), _chunks(tokens, n_ctx, n_chunks, bos)
+
+
+def scored_logits(model, chunk: np.ndarray) -> np.ndarray:
+    """Logits [n_ctx - n_ctx/2 - 1, n_vocab] of positions n_ctx/2 .. n_ctx-2 of chunk, evaluated
+    from an empty context (the first half without logits)."""
+    first = len(chunk) // 2
+    model.reset()
+    model.eval(chunk[:first].tolist(), logits=None)
+    return np.asarray(model.eval(chunk[first:].tolist(), logits="all"))[:-1]
+
+
+def perplexity(model, text: str, n_ctx: int = 512, max_chunks: Optional[int] = None,
+               progress: Optional[Callable[[int, int, float], None]] = None,
+               on_chunk: Optional[Callable[[np.ndarray, np.ndarray], None]] = None) -> PerplexityResult:
+    """Perplexity of `model` (a ggmlpy.Model with n_ctx >= n_ctx) over `text`; see the module
+    docstring. progress(chunk, n_chunks, running_ppl) is called after each chunk, on_chunk(chunk,
+    scored logits) with each chunk's tokens and scored rows (save_base uses it)."""
+    n_tokens, chunks = prepare_chunks(model, text, n_ctx, max_chunks)
     first = n_ctx // 2
     nll_sum = nll2_sum = 0.0
     count = 0
     running: List[float] = []
-    for c in range(n_chunks):
-        chunk = tokens[c * n_ctx:(c + 1) * n_ctx].copy()
-        if bos is not None:
-            chunk[0] = bos
+    try:
+        for c, chunk in enumerate(chunks):
+            logits = scored_logits(model, chunk)
+            if on_chunk:
+                on_chunk(chunk, logits)
+            nll = _token_nll(logits, chunk[first + 1:])               # predicts first+1 .. n_ctx-1
+            nll_sum += float(nll.sum())
+            nll2_sum += float((nll * nll).sum())
+            count += len(nll)
+            running.append(math.exp(nll_sum / count))
+            if progress:
+                progress(c + 1, len(chunks), running[-1])
+    finally:
         model.reset()
-        model.eval(chunk[:first].tolist(), logits=None)
-        logits = model.eval(chunk[first:].tolist(), logits="all")      # positions first .. n_ctx-1
-        nll = _token_nll(np.asarray(logits[:-1]), chunk[first + 1:])   # predicts first+1 .. n_ctx-1
-        nll_sum += float(nll.sum())
-        nll2_sum += float((nll * nll).sum())
-        count += len(nll)
-        running.append(math.exp(nll_sum / count))
-        if progress:
-            progress(c + 1, n_chunks, running[-1])
-    model.reset()
     mean = nll_sum / count
     var = nll2_sum / count - mean * mean
     ppl = math.exp(mean)
     err = ppl * math.sqrt(var / (count - 1)) if var > 0 else 0.0
-    return PerplexityResult(ppl, err, len(tokens), n_chunks, count, running)
+    return PerplexityResult(ppl, err, n_tokens, len(chunks), count, running)
