@@ -31,9 +31,9 @@ struct AttnPlan {
     int64_t hd, n_head, n, n_hkv, rep, n_past, n_tiles;  // n_tiles: of the last query (the most)
     const TypeKernels* tk;
     DType vdt;       // K's partner type: queries are converted to it once
-    bool prep;       // q8_0_prep data for the decode kernel
+    bool decode;     // no attn_dot: the table's decode per head (where it needs no q8_0_prep data)
     bool split;      // (query, tile) items with partials in scratch
-    size_t q_row, prep_row, prep_off, thr_off, thr_bytes, part_off;
+    size_t q_row, thr_off, thr_bytes, part_off;
     int64_t part_floats;  // one tile partial: n_head * hd acc, n_head m, n_head l
 };
 
@@ -50,13 +50,11 @@ AttnPlan plan_of(const Tensor* t, int nth) {
     a.n_tiles = (a.n_past + a.n + kTile - 1) / kTile;
     a.tk = &kernels().type[(int)k->type];
     a.vdt = a.tk->vec_dot_type;
-    a.prep = a.vdt == DType::Q8_0 && a.tk->decode && !a.tk->attn_dot;  // the decode kernel takes it
+    a.decode = a.tk->decode && a.vdt != DType::Q8_0;
     a.split = a.n < 2 * (int64_t)nth && a.n_tiles > 1;
     const int64_t rows = a.n * a.n_head;
     a.q_row = align64(row_size(a.vdt, a.hd));
-    a.prep_row = a.prep ? align64(q8_0_prep_size(a.hd)) : 0;
-    a.prep_off = a.q_row * (size_t)rows;
-    a.thr_off = a.prep_off + a.prep_row * (size_t)rows;
+    a.thr_off = a.q_row * (size_t)rows;
     a.part_floats = a.n_head * (a.hd + 2);
     // per thread: scores n_head x kTile, the running state and one tile partial
     a.thr_bytes = align64(sizeof(float) * (size_t)(a.n_head * kTile + 2 * a.part_floats));
@@ -80,9 +78,6 @@ struct AttnRun {
     float scale;
 
     const char* qrow(int64_t i, int64_t h) const { return p.wdata + (size_t)(i * a.n_head + h) * a.q_row; }
-    const char* prep(int64_t i, int64_t h) const {
-        return a.prep ? p.wdata + a.prep_off + (size_t)(i * a.n_head + h) * a.prep_row : nullptr;
-    }
     int64_t tiles_of(int64_t i) const { return (a.n_past + i + kTile) / kTile; }  // keys 0 .. n_past + i
 
     // The partial of query i, tile c (every head) into out; s: n_head * kTile floats of scratch.
@@ -101,7 +96,7 @@ struct AttnRun {
             } else {
                 for (int64_t r = 0; r < a.rep; ++r) {
                     float* sr = sg + r * kTile;
-                    if (a.tk->decode) a.tk->decode(a.hd, sr, kp, k->nb[1], len, qrow(i, h0 + r), prep(i, h0 + r));
+                    if (a.decode) a.tk->decode(a.hd, sr, kp, k->nb[1], len, qrow(i, h0 + r), nullptr);
                     else
                         for (int64_t j = 0; j < len; ++j) a.tk->vec_dot(a.hd, sr + j, kp + j * k->nb[1], qrow(i, h0 + r));
                 }
@@ -161,7 +156,7 @@ void forward_flash_attn(const Tensor* t, const ComputeParams& p) {
     const AttnPlan a = plan_of(t, p.nth);
     const AttnRun run{t, a, p, param_f32(t, 0)};
 
-    // 1. every query row (i, h) -> K's partner type (and its prep data), rows split over threads
+    // 1. every query row (i, h) -> K's partner type, rows split over threads
     int64_t r0, r1;
     split_rows(a.n * a.n_head, p.ith, p.nth, r0, r1);
     for (int64_t r = r0; r < r1; ++r) {
@@ -169,7 +164,6 @@ void forward_flash_attn(const Tensor* t, const ComputeParams& p) {
         const float* x = reinterpret_cast<const float*>(static_cast<const char*>(q->data) + i * q->nb[2] + h * q->nb[1]);
         char* y = p.wdata + (size_t)r * a.q_row;
         kernels().type[(int)a.vdt].from_float(x, y, a.hd);
-        if (a.prep) q8_0_prep(y, p.wdata + a.prep_off + (size_t)r * a.prep_row, a.hd);
     }
     p.barrier();
 

@@ -282,22 +282,16 @@ void vec_scale_f32(int64_t n, float* y, float v) {
 }
 
 // ---- attention's P.V (AccumFn): y_c += sum_r w_c[r] * row r, rows in order, fused ------------
-void accum_f32(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
-               size_t bw) {
+template <typename Row, float (*Load)(Row)>
+void accum_float(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
+                 size_t bw) {
     for (int c = 0; c < ny; ++c)
         for (int64_t r = 0; r < nrx; ++r) {
-            const float* xr = (const float*)((const char*)x + r * bx);
-            for (int64_t k = 0; k < n; ++k) y[c * by + k] = std::fma(w[c * bw + r], xr[k], y[c * by + k]);
+            const Row* xr = (const Row*)((const char*)x + r * bx);
+            for (int64_t k = 0; k < n; ++k) y[c * by + k] = std::fma(w[c * bw + r], Load(xr[k]), y[c * by + k]);
         }
 }
-void accum_f16(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
-               size_t bw) {
-    for (int c = 0; c < ny; ++c)
-        for (int64_t r = 0; r < nrx; ++r) {
-            const fp16_t* xr = (const fp16_t*)((const char*)x + r * bx);
-            for (int64_t k = 0; k < n; ++k) y[c * by + k] = std::fma(w[c * bw + r], h2f(xr[k]), y[c * by + k]);
-        }
-}
+inline float load_f32(float v) { return v; }
 template <typename Block>
 void accum_sym32(int64_t n, float* y, size_t by, int ny, const void* x, size_t bx, int64_t nrx, const float* w,
                  size_t bw) {
@@ -387,8 +381,8 @@ KernelTable make_scalar() {
     ff(DType::Q5_K, from_float_ref<block_q5_K, quantize_row_q5_K_ref>);
     ff(DType::Q6_K, from_float_ref<block_q6_K, quantize_row_q6_K_ref>);
 
-    t.type[(int)DType::F32].accum = accum_f32;
-    t.type[(int)DType::F16].accum = accum_f16;
+    t.type[(int)DType::F32].accum = accum_float<float, load_f32>;
+    t.type[(int)DType::F16].accum = accum_float<fp16_t, h2f>;
     t.type[(int)DType::Q8_0].accum = accum_sym32<block_q8_0>;
     t.type[(int)DType::Q4_0].accum = accum_sym32<block_q4_0>;
 
