@@ -1,5 +1,6 @@
 // Forward functions of the row-wise elementwise ops: CONT / CPY (copy with f32/f16/bf16
-// conversion, any strides; f32 rows into a quantized tensor's rows), ADD / MUL (b broadcast over a), SCALE, SILU, GELU, GELU_ERF, SWIGLU.
+// conversion, any strides; f32 rows into a quantized tensor's rows), ADD / MUL (b broadcast over
+// a), SCALE, SILU, GELU, GELU_ERF, SWIGLU.
 // Rows (i1, i2, i3) are split in contiguous blocks over threads; results are written through the
 // output's own strides (dense except for CPY into a view). SILU, SWIGLU and GELU run on the kernel
 // table's activation helpers (vectorized exp), strided rows through a dense copy.
