@@ -86,6 +86,9 @@ public:
     bool mmapped() const;
     bool mlocked() const;
     const std::string& mlock_error() const { return mlock_error_; }  // "" unless use_mlock failed
+    // Locks the tensor data section now (as use_mlock does at open); failure goes to mlock_error.
+    void lock_tensor_data();
+    const MappedFile* mapping() const { return mem_.get(); }  // nullptr before parse
 
     // Metadata in file order; lookup by key.
     const std::vector<std::pair<std::string, GGUFValue>>& kv() const { return kv_; }

@@ -54,9 +54,19 @@ private:
     size_t cap_ = 0, peak_ = 0, work_ = 0;
 };
 
+// Told where a compute is: begin() with the ops about to run, in order, then op_done(k) once op k
+// has finished on every thread (called by one thread, between ops). Weight streaming follows the
+// compute with it (src/io/weight_stream.h).
+struct ComputeObserver {
+    virtual ~ComputeObserver() = default;
+    virtual void begin(const std::vector<const Tensor*>& ops) = 0;
+    virtual void op_done(size_t k) = 0;
+};
+
 // Computes every node of g on n_threads threads of pool (n_threads <= 0: pool.default_threads()).
 // buf: where activations live (nullptr: pool.buffer()). Throws ValueError for a leaf without
 // data or a bad index found before compute; never aborts.
-void compute(Graph& g, ThreadPool& pool, int n_threads = 0, ComputeBuffer* buf = nullptr);
+void compute(Graph& g, ThreadPool& pool, int n_threads = 0, ComputeBuffer* buf = nullptr,
+             ComputeObserver* observer = nullptr);
 
 }  // namespace ggmlpy

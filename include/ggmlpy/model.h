@@ -24,6 +24,10 @@ struct ModelParams {
     bool use_mlock = false; // lock weight pages in RAM
     DType kv_type = DType::F16;  // KV cache element type (F16 or F32)
     int n_seq_max = 1;      // sequences the KV cache holds, each with n_ctx cells
+    // Bytes the weights may hold in RAM. 0: what is available at load (MemAvailable, cgroup
+    // limits) less the KV cache and buffers. Weights beyond it are streamed from the file on every
+    // forward pass (src/io/weight_stream.h); weights that fit stay a plain mapping.
+    uint64_t mem_budget = 0;
 };
 
 // Tokens for one sequence in an eval_batch call.
@@ -38,6 +42,17 @@ struct MemoryStats {
     size_t weight_bytes = 0;   // tensor data bytes
     size_t kv_bytes = 0;       // KV cache
     size_t scratch_bytes = 0;  // activations / compute buffers
+    // The weight memory plan (weight_stream.h): budget, resident and streamed bytes (streamed =
+    // read from the file on every forward pass), the read-ahead window, and what the I/O thread
+    // has done so far.
+    uint64_t mem_budget = 0;
+    uint64_t resident_bytes = 0;
+    uint64_t streamed_bytes = 0;
+    uint64_t window_bytes = 0;
+    bool resident_locked = false;
+    uint64_t stream_prefetched = 0;  // bytes read ahead
+    uint64_t stream_dropped = 0;     // bytes dropped after use
+    uint64_t stream_passes = 0;      // forward passes streamed
 };
 
 class Model {

@@ -83,6 +83,20 @@ def _check(cond, flag, value, expected):
 def cmd_info(args) -> int:
     from . import _core
     print(_core.info_text())
+    if args.model is None:
+        return 0
+    from .memory import parse_size, plan_lines
+    try:
+        budget = parse_size("--mem-budget", args.mem_budget)
+    except (TypeError, ValueError) as e:
+        raise CliError(f"argument {e}")
+    _check(args.ctx_size >= 0, "-c/--ctx-size", args.ctx_size, "an int >= 0")
+    from .model import Model
+    path = _resolve_model(args.model)
+    with Model(path, n_ctx=args.ctx_size, n_threads=1, mem_budget=budget) as m:
+        print(f"\nmodel:       {path} ({m.arch}, n_ctx {m.n_ctx})")
+        for line in plan_lines(m.memory):
+            print(line)
     return 0
 
 
@@ -97,6 +111,9 @@ def _add_model_flags(s):
     s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward pass")
     s.add_argument("--no-mmap", action="store_true", help="read the weights into memory instead of mapping")
     s.add_argument("--mlock", action="store_true", help="lock the weights in RAM")
+    s.add_argument("--mem-budget", default="0", metavar="SIZE",
+                   help="memory the weights may use, e.g. 6GiB (0: what is available); weights beyond it are "
+                        "streamed from the file on every token")
     s.add_argument("-ctk", "--kv-type", default="f16",
                    help="KV cache type: f16 (default), f32, q8_0 (about half f16's memory) or q4_0")
 
@@ -135,6 +152,11 @@ def _check_model_flags(a):
     _check(a.batch_size >= 1, "-b/--batch-size", a.batch_size, "an int >= 1")
     a.kv_type = a.kv_type.strip().lower()
     _check(a.kv_type in KV_TYPES, "-ctk/--kv-type", a.kv_type, "one of " + ", ".join(KV_TYPES))
+    from .memory import parse_size
+    try:
+        a.mem_budget = parse_size("--mem-budget", a.mem_budget)
+    except (TypeError, ValueError) as e:
+        raise CliError(f"argument {e}")
 
 
 def cmd_generate(a) -> int:
@@ -167,7 +189,8 @@ def cmd_generate(a) -> int:
             raise CliError("--draft-k needs --draft")
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
-                  use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed, kv_type=a.kv_type)
+                  use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed, kv_type=a.kv_type,
+                  mem_budget=a.mem_budget)
     out = sys.stdout.buffer
     stats = None
     draft = None
@@ -232,6 +255,10 @@ def _print_summary(model, st, path):
         line += (f" (weights {mem.get('weight_bytes', 0) / 2**20:.1f} MiB file-backed, "
                  f"KV cache {mem.get('kv_bytes', 0) / 2**20:.1f} MiB)")
     print(line, file=err)
+    if mem.get("streamed_bytes"):
+        from .memory import plan_lines
+        for line in plan_lines(mem):
+            print(line, file=err)
 
 
 # ---- bench -----------------------------------------------------------------------------------
@@ -315,7 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ggmlpy", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"ggmlpy {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    s = sub.add_parser("info", help="version, CPU features, kernel table, threads")
+    s = sub.add_parser("info", help="version, CPU features, kernel table, threads; with -m, a model's memory plan")
+    s.add_argument("-m", "--model", help="also load this model and show its weight memory plan")
+    s.add_argument("-c", "--ctx-size", type=int, default=512, help="context size for the plan (default 512)")
+    s.add_argument("--mem-budget", default="0", metavar="SIZE", help="memory the weights may use (0: what is available)")
     s.set_defaults(func=cmd_info)
     _add_generate(sub)
     _add_bench(sub)

@@ -201,7 +201,11 @@ class Model:
 
     Memory: the KV cache and compute buffers for n_ctx are checked against the memory available
     (MemAvailable, cgroup limits) before they are allocated; MemoryError says how many bytes were
-    asked for and that n_ctx should be lowered.
+    asked for and that n_ctx should be lowered. Weights larger than RAM: mem_budget (bytes, or a
+    size string such as "6GiB"; 0: what is available at load) is what the weights may hold in
+    memory. What fits stays resident; the rest is read from the file ahead of each forward pass
+    and dropped after use, with the same logits. `memory` reports the plan (resident_bytes,
+    streamed_bytes per pass, window_bytes) and what the streaming has read.
 
     Thread safety: a Model may be shared. Calls on one Model are serialized by its lock (an
     RLock): generate() without stream holds it for the whole call, a streaming generator only
@@ -213,7 +217,7 @@ class Model:
 
     def __init__(self, model_path, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
                  use_mmap: bool = True, use_mlock: bool = False, seed: int = -1, verbose: bool = False,
-                 kv_type: str = "f16", n_seq_max: int = 1, draft_model=None):
+                 kv_type: str = "f16", n_seq_max: int = 1, draft_model=None, mem_budget=0):
         self._core = None
         self._drafter = None
         self._prompt_cache = None       # set_cache()
@@ -229,6 +233,8 @@ class Model:
         n_seq_max = _int("n_seq_max", n_seq_max, 1, 256, "an int in [1, 256]")
         seed = _int("seed", seed, INT64_MIN, INT64_MAX, "an int (-1: random)")
         use_mmap, use_mlock = _bool("use_mmap", use_mmap), _bool("use_mlock", use_mlock)
+        from .memory import parse_size
+        mem_budget = parse_size("mem_budget", mem_budget)
         verbose = _bool("verbose", verbose)
         if not isinstance(kv_type, str):
             raise TypeError("kv_type must be a str ('f16', 'f32', 'q8_0' or 'q4_0'), "
@@ -240,7 +246,8 @@ class Model:
         path = _resolve_path(self.model_path)
         t0 = time.perf_counter()
         self._core = _core.Model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                                 use_mmap=use_mmap, use_mlock=use_mlock, kv_type=kv_type, n_seq_max=n_seq_max)
+                                 use_mmap=use_mmap, use_mlock=use_mlock, kv_type=kv_type, n_seq_max=n_seq_max,
+                                 mem_budget=mem_budget)
         self.load_time = time.perf_counter() - t0
         self.seed = seed
         self._rng = random.Random(seed if seed >= 0 else None)  # draws per-call seeds

@@ -21,6 +21,7 @@
 #include "ggmlpy/tensor.h"
 #include "ggmlpy/threadpool.h"
 #include "ggmlpy/tokenizer.h"
+#include "io/weight_stream.h"
 
 namespace ggmlpy {
 
@@ -212,6 +213,9 @@ private:
     // One forward pass over in (ids, pos, spans set); copies the wanted rows to dst.
     void run_graph(BatchInput& in, float* dst, int64_t row);
     void check_seq(const char* what, int seq) const;
+    // The weight memory plan (memory_plan.cpp): every mapped weight in the order a forward pass
+    // reads it, split by plan_weights for the budget; starts the WeightStream when some stream.
+    void plan_memory();
 
 protected:
     std::unique_ptr<GGUFFile> file_;
@@ -225,6 +229,8 @@ protected:
     std::unique_ptr<Tokenizer> tokenizer_;
     std::map<std::string, std::string> metadata_;
     std::unique_ptr<ThreadPool> pool_;
+    WeightPlan plan_;                       // plan_memory()
+    std::unique_ptr<WeightStream> stream_;  // only when some weights stream
     ComputeBuffer buf_;
     Context graph_ctx_{false};    // per chunk graph nodes, cleared each chunk
     std::vector<int32_t> pos_;

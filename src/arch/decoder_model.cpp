@@ -257,7 +257,7 @@ void DecoderModel::init() {
 
     for (const auto& kv : f.kv())
         if (!kv.second.is_array()) metadata_[kv.first] = kv.second.to_string();
-    mlock_error_ = f.mlock_error();
+    plan_memory();
 }
 
 uint64_t DecoderModel::planned_bytes() const {
@@ -359,6 +359,7 @@ void DecoderModel::close() {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
     closed_ = true;
+    stream_.reset();  // its I/O thread reads the mapping
     pool_.reset();
     buf_.release();
     graph_ctx_.clear();
@@ -380,6 +381,18 @@ MemoryStats DecoderModel::memory() const {
     m.weight_bytes = file_->tensor_bytes();
     m.kv_bytes = kv_ ? kv_->bytes() : 0;
     m.scratch_bytes = buf_.capacity() + converted_bytes_;
+    m.mem_budget = plan_.budget;
+    m.resident_bytes = plan_.resident_bytes;
+    m.streamed_bytes = plan_.streamed_bytes;
+    m.window_bytes = plan_.window_bytes;
+    if (stream_) {
+        m.resident_locked = stream_->resident_locked();
+        m.stream_prefetched = stream_->bytes_prefetched();
+        m.stream_dropped = stream_->bytes_dropped();
+        m.stream_passes = stream_->passes();
+    } else {
+        m.resident_locked = file_->mlocked();
+    }
     return m;
 }
 
@@ -446,7 +459,7 @@ void DecoderModel::run_graph(BatchInput& in, float* dst, int64_t row) {
     Graph g;
     Tensor* out = build_graph(graph_ctx_, g, in);  // [row, n_outputs] or nullptr
     if (out) g.build_forward(out);
-    compute(g, *pool_, n_threads_, &buf_);
+    compute(g, *pool_, n_threads_, &buf_, stream_.get());
     for (int r = 0; r < in.n_outputs; ++r)
         std::memcpy(dst + (size_t)r * row, (const char*)out->data + r * out->nb[1], (size_t)row * sizeof(float));
 }

@@ -4,6 +4,8 @@
 
 #include "arch/arch.h"
 #include "ggmlpy/error.h"
+#include "ggmlpy/memory_limit.h"
+#include <sys/stat.h>
 
 namespace ggmlpy {
 
@@ -26,10 +28,12 @@ std::vector<std::string> supported_architectures() {
 std::unique_ptr<Model> Model::load(const std::string& path, const ModelParams& params) {
     GGUFOpenOptions opt;
     opt.use_mmap = params.use_mmap;
-    opt.use_mlock = params.use_mlock;
+    opt.use_mlock = false;  // the memory plan locks (DecoderModel::plan_memory)
+    struct stat st;
+    if (!params.use_mmap && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        check_memory((uint64_t)st.st_size, path + " read into memory (use_mmap=False)",
+                     "map it instead (use_mmap=True, the default: weights that do not fit are streamed)");
     std::unique_ptr<GGUFFile> f = GGUFFile::open(path, opt);
-    // start readahead of the weights (page cache only: pages stay file-backed and droppable)
-    if (f->mmapped()) f->advise_willneed();
     const std::string arch = f->require_string("general.architecture");
     for (const auto& e : registry()) {
         if (e.first != arch) continue;

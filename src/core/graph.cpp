@@ -101,7 +101,7 @@ void ComputeBuffer::release() {
     cap_ = 0;
 }
 
-void compute(Graph& g, ThreadPool& pool, int n_threads, ComputeBuffer* buf) {
+void compute(Graph& g, ThreadPool& pool, int n_threads, ComputeBuffer* buf, ComputeObserver* observer) {
     if (!buf) buf = &pool.buffer();
     const int nth = n_threads > 0 ? n_threads : pool.default_threads();
     const std::vector<Tensor*>& nodes = g.nodes();
@@ -179,6 +179,7 @@ void compute(Graph& g, ThreadPool& pool, int n_threads, ComputeBuffer* buf) {
         run_nodes.push_back(t);
     }
     if (run_nodes.empty()) return;
+    if (observer) observer->begin(run_nodes);
 
     std::atomic<int64_t> counters[2];
     counters[0].store(nth);
@@ -198,9 +199,11 @@ void compute(Graph& g, ThreadPool& pool, int n_threads, ComputeBuffer* buf) {
                 // the counter of the next op was last used by op k-1, which every thread has left
                 if (ith == 0) counters[(k + 1) & 1].store(n, std::memory_order_relaxed);
                 if (n > 1) pool.barrier();
+                if (observer && ith == 0) observer->op_done(k);  // every thread has left op k
             }
         }
     });
+    if (observer) observer->op_done(run_nodes.size() - 1);
 }
 
 }  // namespace ggmlpy

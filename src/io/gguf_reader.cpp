@@ -385,10 +385,12 @@ std::unique_ptr<GGUFFile> GGUFFile::parse(std::unique_ptr<MappedFile> mem, const
         if (!reach || t->offset + t->nbytes > reach->offset + reach->nbytes) reach = t;
     }
 
-    if (opt.use_mlock && n_tensors) {
-        g->mlock_error_ = g->mem_->lock(g->data_offset_, g->file_size_ - g->data_offset_);
-    }
+    if (opt.use_mlock && n_tensors) g->lock_tensor_data();
     return g;
+}
+
+void GGUFFile::lock_tensor_data() {
+    if (mem_ && !tensors_.empty()) mlock_error_ = mem_->lock(data_offset_, file_size_ - data_offset_);
 }
 
 const GGUFValue* GGUFFile::find(const std::string& key) const {

@@ -57,6 +57,8 @@ MappedFile::MappedFile(const std::string& path, bool use_mmap) : path_(path) {
         if (p == MAP_FAILED) throw FileError(path + ": mmap failed: " + std::strerror(errno));
         data_ = (uint8_t*)p;
         mapped_ = true;
+        fd_ = f.fd;  // kept open: weight streaming drops pages from the page cache through it
+        f.fd = -1;
         return;
     }
     // Heap copy, page aligned so tensor data keeps the file's alignment guarantees.
@@ -93,6 +95,7 @@ MappedFile::~MappedFile() {
     if (!data_) return;
     if (mapped_) munmap(data_, size_);
     else std::free(data_);
+    if (fd_ >= 0) ::close(fd_);
 }
 
 std::string MappedFile::lock(size_t off, size_t len) {

@@ -22,6 +22,7 @@ public:
     const uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
     bool mapped() const { return mapped_; }
+    int fd() const { return fd_; }  // the open file behind a mapping (-1 for a heap copy)
     const std::string& path() const { return path_; }
 
     // Locks [off, off+len) in RAM. Returns "" on success, else the reason (errno text and
@@ -38,6 +39,7 @@ private:
     uint8_t* data_ = nullptr;
     size_t size_ = 0;
     bool mapped_ = false;
+    int fd_ = -1;
     uint8_t* locked_addr_ = nullptr;
     size_t locked_len_ = 0;
 };
