@@ -25,9 +25,16 @@ from ggmlpy.memory import human, plan_lines
 
 LOCKER = r"""
 import sys, numpy as np
-hold = np.ones(int(sys.argv[1]), dtype=np.uint8)   # written, so every page is resident (no swap)
-print("ready", flush=True)
-sys.stdin.read()                                     # until the parent closes the pipe
+def avail():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/meminfo") if l.startswith("MemAvailable:"))
+leave, hold = int(sys.argv[1]), []
+for _ in range(8):   # MemAvailable moves as the page cache shrinks: top up until it is close
+    more = avail() - leave
+    if more < 64 << 20:
+        break
+    hold.append(np.ones(more, dtype=np.uint8))   # written, so every page is resident (no swap)
+print("ready", sum(h.nbytes for h in hold), flush=True)
+sys.stdin.read()                                  # until the parent closes the pipe
 """
 
 
@@ -92,13 +99,12 @@ def main():
 
     locker = None
     if a.leave > 0:
-        take = mem_available() - int(a.leave * 2**30)
-        if take > 0:
-            locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(take)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
-            if locker.stdout.readline().strip() != "ready":
-                sys.exit("the memory-taking process failed")
-            print(f"taken by a separate process: {human(take)}; MemAvailable now {human(mem_available())}")
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(int(a.leave * 2**30))], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        ready = locker.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            sys.exit("the memory-taking process failed")
+        print(f"taken by a separate process: {human(int(ready[1]))}; MemAvailable now {human(mem_available())}")
     try:
         run(a)
     finally:
@@ -113,14 +119,14 @@ def run(a):
     evict(a.model)
     print(f"MemAvailable at load: {human(mem_available())}")
     t0 = time.perf_counter()
-    m = _core.Model(a.model, n_ctx=max(256, a.pp + a.n + 8), n_threads=a.t, n_batch=a.b,
-                    mem_budget=int(a.mem_budget * 2**30))
+    kw = {"mem_budget": int(a.mem_budget * 2**30)} if a.mem_budget else {}
+    m = _core.Model(a.model, n_ctx=max(256, a.pp + a.n + 8), n_threads=a.t, n_batch=a.b, **kw)
     load = time.perf_counter() - t0
     mem = m.memory
     print(f"model {os.path.basename(a.model)}: {size / 1e9:.2f} GB, {a.t} threads, load {load:.1f} s")
     for line in plan_lines(mem):
         print(line)
-    streamed = mem["streamed_bytes"]
+    streamed = mem.get("streamed_bytes", 0)  # (a build without the plan: 0, everything "resident")
 
     ids = np.random.default_rng(0).integers(100, m.n_vocab, a.pp)
     for r in range(a.repeat if a.pp else 0):
@@ -134,12 +140,16 @@ def run(a):
     times, reads = [], []
     tok = 1
     for i in range(a.n):
+        s0 = m.memory
         r0, t = read_bytes(), time.perf_counter()
         logits = m.eval([tok], False)
         times.append(time.perf_counter() - t)
         reads.append(read_bytes() - r0)
         tok = int(np.argmax(logits))
-        print(f"  token {i}: {times[-1]:.3f} s, read {human(reads[-1])}", flush=True)
+        s1 = m.memory
+        fetch, drop, got = (s1.get(k, 0) - s0.get(k, 0) for k in ("stream_fetch_s", "stream_drop_s", "stream_prefetched"))
+        print(f"  token {i}: {times[-1]:.3f} s, read {human(reads[-1])}; I/O thread: reading {fetch:.2f} s "
+              f"({got / max(fetch, 1e-9) / 1e9:.2f} GB/s), dropping {drop:.2f} s", flush=True)
     m.close()
     bw1 = disk_bandwidth(a.model)
     bw = (bw0 + bw1) / 2
@@ -149,10 +159,10 @@ def run(a):
         t_tok = float(np.median(steady))
         print(f"per token: {t_tok:.3f} s (median of {len(steady)}; first {times[0]:.3f} s), "
               f"disk read {human(float(np.median(reads[1:] if len(reads) > 2 else reads)))} per token")
-        if streamed:
-            bound = streamed / bw
-            print(f"disk bound: {human(streamed)} streamed / {bw / 1e9:.2f} GB/s = {bound:.3f} s per token; "
-                  f"ratio {t_tok / bound:.2f}")
+        per_token = streamed or size  # without a plan, every token may re-read the whole file
+        bound = per_token / bw
+        print(f"disk bound: {human(per_token)} {'streamed' if streamed else 'file'} / {bw / 1e9:.2f} GB/s = "
+              f"{bound:.3f} s per token; ratio {t_tok / bound:.2f}")
 
 
 if __name__ == "__main__":

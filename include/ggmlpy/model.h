@@ -53,6 +53,8 @@ struct MemoryStats {
     uint64_t stream_prefetched = 0;  // bytes read ahead
     uint64_t stream_dropped = 0;     // bytes dropped after use
     uint64_t stream_passes = 0;      // forward passes streamed
+    double stream_fetch_s = 0;       // I/O thread time spent reading ahead
+    double stream_drop_s = 0;        // and dropping
 };
 
 class Model {

@@ -390,6 +390,8 @@ MemoryStats DecoderModel::memory() const {
         m.stream_prefetched = stream_->bytes_prefetched();
         m.stream_dropped = stream_->bytes_dropped();
         m.stream_passes = stream_->passes();
+        m.stream_fetch_s = stream_->fetch_seconds();
+        m.stream_drop_s = stream_->drop_seconds();
     } else {
         m.resident_locked = file_->mlocked();
     }

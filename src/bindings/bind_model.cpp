@@ -233,6 +233,8 @@ void register_model(py::module_& m) {
             d["stream_prefetched"] = s.stream_prefetched;
             d["stream_dropped"] = s.stream_dropped;
             d["stream_passes"] = s.stream_passes;
+            d["stream_fetch_s"] = s.stream_fetch_s;
+            d["stream_drop_s"] = s.stream_drop_s;
             return d;
         })
         .def_property_readonly("tokenizer", &Model::tokenizer, py::return_value_policy::reference_internal);

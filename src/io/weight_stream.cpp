@@ -11,6 +11,7 @@
 #include "io/weight_stream.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -123,7 +124,10 @@ WeightStream::WeightStream(const MappedFile& file, WeightPlan plan) : file_(file
     if (plan_.resident_bytes == 0 && lock_error_.empty()) lock_error_ = "no resident weights";
     state_.assign(streamed_.size(), State::IDLE);
     drop_pending_.assign(streamed_.size(), 0);
-    if (!streamed_.empty()) io_ = std::thread([this] { io_loop(); });
+    if (!streamed_.empty()) {
+        io_ = std::thread([this] { io_loop(); });
+        dropper_ = std::thread([this] { drop_loop(); });
+    }
 }
 
 WeightStream::~WeightStream() {
@@ -133,6 +137,7 @@ WeightStream::~WeightStream() {
     }
     cv_.notify_all();
     if (io_.joinable()) io_.join();
+    if (dropper_.joinable()) dropper_.join();
     // munmap of the mapping (after this) releases the locks
 }
 
@@ -160,7 +165,7 @@ void WeightStream::begin(const std::vector<const Tensor*>& ops) {
         if (first_pos != SIZE_MAX) cursor_ = first_pos;
     }
     passes_.fetch_add(1);
-    cv_.notify_one();
+    cv_.notify_all();
 }
 
 void WeightStream::op_done(size_t k) {
@@ -168,12 +173,16 @@ void WeightStream::op_done(size_t k) {
     {
         std::lock_guard<std::mutex> lock(mu_);
         for (size_t p : done_at_[k]) {
-            if (state_[p] == State::FETCHING) drop_pending_[p] = 1;
-            else to_drop_.push_back(p);
+            if (state_[p] == State::FETCHING) {
+                drop_pending_[p] = 1;
+            } else if (state_[p] != State::DROPPING) {
+                state_[p] = State::DROPPING;
+                to_drop_.push_back(p);
+            }
             cursor_ = (p + 1) % streamed_.size();
         }
     }
-    cv_.notify_one();
+    cv_.notify_all();
 }
 
 size_t WeightStream::pick_locked() const {
@@ -190,15 +199,6 @@ size_t WeightStream::pick_locked() const {
 void WeightStream::io_loop() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
-        if (!to_drop_.empty()) {
-            const size_t p = to_drop_.back();
-            to_drop_.pop_back();
-            state_[p] = State::IDLE;
-            lock.unlock();
-            drop(p);
-            lock.lock();
-            continue;
-        }
         const size_t p = pick_locked();
         if (p == SIZE_MAX) {
             cv_.wait(lock);
@@ -206,13 +206,36 @@ void WeightStream::io_loop() {
         }
         state_[p] = State::FETCHING;
         lock.unlock();
+        const auto t0 = std::chrono::steady_clock::now();
         fetch(p);
+        fetch_ns_ += (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
         lock.lock();
         state_[p] = State::READY;
-        if (drop_pending_[p]) {
+        if (drop_pending_[p]) {  // the compute finished with it while it was being read
             drop_pending_[p] = 0;
+            state_[p] = State::DROPPING;
             to_drop_.push_back(p);
+            cv_.notify_all();
         }
+    }
+}
+
+void WeightStream::drop_loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+        if (to_drop_.empty()) {
+            cv_.wait(lock);
+            continue;
+        }
+        const size_t p = to_drop_.front();
+        to_drop_.erase(to_drop_.begin());
+        lock.unlock();
+        const auto t0 = std::chrono::steady_clock::now();
+        drop(p);
+        drop_ns_ += (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+        lock.lock();
+        state_[p] = State::IDLE;  // only now may the I/O thread read it again
+        cv_.notify_all();
     }
 }
 

@@ -53,7 +53,7 @@ struct WeightPlan {
 WeightPlan plan_weights(std::vector<WeightUnit> units, uint64_t budget);
 
 // Follows the compute (graph.h ComputeObserver) and keeps the streamed units of plan a window
-// ahead of it on its own I/O thread. Resident units are locked (mlock) where the system allows,
+// ahead of it on its own I/O thread, dropping them after their last use on another. Resident units are locked (mlock) where the system allows,
 // else kept by never letting the streamed pages accumulate.
 class WeightStream : public ComputeObserver {
 public:
@@ -71,10 +71,15 @@ public:
     uint64_t bytes_prefetched() const { return prefetched_.load(); }  // by the I/O thread, in all
     uint64_t bytes_dropped() const { return dropped_.load(); }
     uint64_t passes() const { return passes_.load(); }
+    double fetch_seconds() const { return fetch_ns_.load() * 1e-9; }  // I/O thread time reading ahead
+    double drop_seconds() const { return drop_ns_.load() * 1e-9; }    // and dropping
 
 private:
-    enum class State : uint8_t { IDLE, FETCHING, READY };
+    enum class State : uint8_t { IDLE, FETCHING, READY, DROPPING };
     void io_loop();
+    // Dropping a unit costs about as much time as a third of reading it (unmapping and evicting
+    // every page), so a second thread does it: the reads never wait behind a drop.
+    void drop_loop();
     void fetch(size_t u);
     void drop(size_t u);
     // The next idle streamed unit within the window ahead of cursor_, or SIZE_MAX.
@@ -92,11 +97,11 @@ private:
     std::condition_variable cv_;
     std::vector<State> state_;        // per streamed position
     std::vector<char> drop_pending_;  // finished while being fetched: drop after the fetch
-    std::vector<size_t> to_drop_;
+    std::vector<size_t> to_drop_;   // positions in DROPPING, for drop_loop
     size_t cursor_ = 0;  // streamed position the compute reads next
     bool stop_ = false;
-    std::atomic<uint64_t> prefetched_{0}, dropped_{0}, passes_{0};
-    std::thread io_;
+    std::atomic<uint64_t> prefetched_{0}, dropped_{0}, passes_{0}, fetch_ns_{0}, drop_ns_{0};
+    std::thread io_, dropper_;
 };
 
 }  // namespace ggmlpy
