@@ -18,7 +18,6 @@
 #include "compute/forward.h"
 #include "core/op_params.h"
 #include "kernels/kernels.h"
-#include "quant/quant.h"
 
 namespace ggmlpy {
 namespace {

@@ -56,6 +56,7 @@ def _assert_same(path, budget, threads=2, n_decode=8):
         assert mem["mem_budget"] == budget
         assert mem["stream_passes"] == 1 + n_decode + 1   # every forward pass followed the plan
         assert mem["stream_prefetched"] >= mem["streamed_bytes"] * 0.5
+        assert mem["stream_fetch_s"] > 0 and mem["stream_drop_s"] >= 0
         return mem
     finally:
         normal.close()
