@@ -173,9 +173,9 @@ void WeightStream::op_done(size_t k) {
     {
         std::lock_guard<std::mutex> lock(mu_);
         for (size_t p : done_at_[k]) {
-            if (state_[p] == State::FETCHING) {
-                drop_pending_[p] = 1;
-            } else if (state_[p] != State::DROPPING) {
+            if (state_[p] == State::FETCHING || state_[p] == State::DROPPING) {
+                drop_pending_[p] = 1;  // again once the read or the drop under way ends
+            } else {
                 state_[p] = State::DROPPING;
                 to_drop_.push_back(p);
             }
@@ -234,6 +234,11 @@ void WeightStream::drop_loop() {
         drop(p);
         drop_ns_ += (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
         lock.lock();
+        if (drop_pending_[p]) {  // used again while it was being dropped: drop what that read in
+            drop_pending_[p] = 0;
+            to_drop_.push_back(p);
+            continue;
+        }
         state_[p] = State::IDLE;  // only now may the I/O thread read it again
         cv_.notify_all();
     }
@@ -244,7 +249,7 @@ void WeightStream::fetch(size_t p) {
     const uintptr_t begin = page_down((uintptr_t)u.data), end = page_up((uintptr_t)u.data + u.len);
     madvise((void*)begin, std::min<uintptr_t>(CHUNK, end - begin), MADV_WILLNEED);
     for (uintptr_t a = begin; a < end; a += CHUNK) {
-        if (stop_) return;  // read without the lock: at worst one more chunk is read
+        if (stop_) return;
         const size_t n = std::min<uintptr_t>(CHUNK, end - a);
         if (a + n < end) madvise((void*)(a + n), std::min<uintptr_t>(CHUNK, end - a - n), MADV_WILLNEED);
         if (madvise((void*)a, n, MADV_POPULATE_READ) != 0 && errno == EINVAL) {

@@ -96,10 +96,10 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::vector<State> state_;        // per streamed position
-    std::vector<char> drop_pending_;  // finished while being fetched: drop after the fetch
+    std::vector<char> drop_pending_;  // finished while being read or dropped: drop after that
     std::vector<size_t> to_drop_;   // positions in DROPPING, for drop_loop
     size_t cursor_ = 0;  // streamed position the compute reads next
-    bool stop_ = false;
+    std::atomic<bool> stop_{false};  // read by fetch() between chunks without the lock
     std::atomic<uint64_t> prefetched_{0}, dropped_{0}, passes_{0}, fetch_ns_{0}, drop_ns_{0};
     std::thread io_, dropper_;
 };
