@@ -92,24 +92,40 @@ def run_bench(model_path: str, n_prompt: Sequence[int], n_gen: Sequence[int], th
     """llama-bench's tests: ppN (N prompt tokens in one eval), tgN (N single-token evals), each
     after `depth` tokens already in the cache ("pp512 @ d4096"; the depth is filled untimed), or
     with `parallel` the batched tests of _parallel; for each KV cache type in kv_types."""
+    spec = _Spec(os.fspath(model_path), list(n_prompt), list(n_gen), list(threads), repetitions, n_batch, use_mmap,
+                 progress, list(parallel), list(depths) or [0])
     results: List[BenchResult] = []
     for kv_type in kv_types:
-        results += _run_one(model_path, n_prompt, n_gen, threads, repetitions, n_batch, use_mmap, progress,
-                            parallel, depths, kv_type)
+        results += _run_one(spec, kv_type)
     return results
 
 
-def _run_one(model_path, n_prompt, n_gen, threads, repetitions, n_batch, use_mmap, progress, parallel, depths,
-             kv_type) -> List[BenchResult]:
+@dataclass
+class _Spec:
+    """run_bench's arguments, as each KV cache type's run uses them."""
+    path: str
+    n_prompt: List[int]
+    n_gen: List[int]
+    threads: List[int]
+    repetitions: int
+    n_batch: int
+    use_mmap: bool
+    progress: object
+    parallel: List[int]
+    depths: List[int]
+
+
+def _run_one(spec: _Spec, kv_type: str) -> List[BenchResult]:
     from . import _core
-    path = os.fspath(model_path)
+    path, n_prompt, n_gen, threads, parallel, depths = (spec.path, spec.n_prompt, spec.n_gen, spec.threads,
+                                                        spec.parallel, spec.depths)
+    repetitions, progress = spec.repetitions, spec.progress
     n_params, size, ftype = _gguf_summary(path)
-    depths = list(depths) or [0]
-    need = max(list(n_prompt) + list(n_gen) + [1]) + max(depths)
+    need = max(n_prompt + n_gen + [1]) + max(depths)
     if parallel:
         need = max(n_prompt) + max(n_gen) + 1
-    core = _core.Model(path, n_ctx=max(need, 16), n_batch=n_batch, n_threads=threads[0] if threads else 0,
-                       use_mmap=use_mmap, n_seq_max=max(list(parallel) + [1]), kv_type=kv_type)
+    core = _core.Model(path, n_ctx=max(need, 16), n_batch=spec.n_batch, n_threads=threads[0] if threads else 0,
+                       use_mmap=spec.use_mmap, n_seq_max=max(parallel + [1]), kv_type=kv_type)
     try:
         name = f"{core.arch} {_params_label(n_params)} {ftype}"
         rng = random.Random(1234)

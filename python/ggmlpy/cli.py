@@ -71,6 +71,19 @@ def _resolve_model(arg, progress=True) -> str:
     return str(path)
 
 
+def read_text_arg(path: str, what: str, errors: str = "strict") -> str:
+    """The text of a -f/--file argument ('-': stdin), or a CliError naming `what` and the file."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8", errors=errors) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CliError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read {what} {path}: {e}") from None
+
+
 KV_TYPES = ("f16", "f32", "q8_0", "q4_0")
 
 
@@ -171,12 +184,7 @@ def cmd_generate(a) -> int:
     if a.prompt is not None and a.file is not None:
         raise CliError("give either -p/--prompt or -f/--file, not both")
     if a.file is not None:
-        try:
-            prompt = sys.stdin.read() if a.file == "-" else open(a.file, encoding="utf-8").read()
-        except FileNotFoundError:
-            raise CliError(f"prompt file not found: {a.file}")
-        except (OSError, UnicodeDecodeError) as e:
-            raise CliError(f"cannot read prompt file {a.file}: {e}")
+        prompt = read_text_arg(a.file, "prompt file")
     elif a.prompt is not None:
         prompt = a.prompt
     else:

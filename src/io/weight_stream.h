@@ -80,7 +80,7 @@ private:
     // Dropping a unit costs about as much time as a third of reading it (unmapping and evicting
     // every page), so a second thread does it: the reads never wait behind a drop.
     void drop_loop();
-    void fetch(size_t u);
+    void fetch(size_t p, size_t next);  // reads p, starting the read-ahead of next (or SIZE_MAX)
     void drop(size_t u);
     // The next idle streamed unit within the window ahead of cursor_, or SIZE_MAX.
     size_t pick_locked() const;

@@ -83,7 +83,7 @@ def test_cli(smollm2_path, tmp_path):
     assert r.returncode == 1 and "needs at least 128" in err and "Traceback" not in err
     r = subprocess.run([sys.executable, "-m", "ggmlpy.cli", "perplexity", "-m", str(smollm2_path), "-f",
                         str(tmp_path / "missing.txt")], capture_output=True, timeout=300)
-    assert r.returncode == 1 and "cannot read" in r.stderr.decode()
+    assert r.returncode == 1 and "text file not found" in r.stderr.decode() and "missing.txt" in r.stderr.decode()
 
 
 # ---- KL divergence against a saved base (llama-perplexity --kl-divergence-base / --kl-divergence) ----

@@ -25,7 +25,7 @@ def add_subparser(sub) -> None:
 
 
 def cmd_perplexity(a) -> int:
-    from ..cli import CliError, _check, _check_model_flags, _resolve_model
+    from ..cli import CliError, _check, _check_model_flags, _resolve_model, read_text_arg
     from ..model import Model
     from .perplexity import perplexity
     _check_model_flags(a)
@@ -38,15 +38,8 @@ def cmd_perplexity(a) -> int:
     if not a.kl_divergence and not a.file:
         raise CliError("-f/--file is required (the text to score)")
     text = None
-    if not a.kl_divergence:
-        try:
-            if a.file == "-":
-                text = sys.stdin.read()
-            else:
-                with open(a.file, encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-        except OSError as e:
-            raise CliError(f"cannot read {a.file}: {e.strerror or e}") from None
+    if not a.kl_divergence:  # undecodable bytes become U+FFFD: a corpus is scored as it is
+        text = read_text_arg(a.file, "text file", errors="replace")
     from .kl_divergence import kl_divergence, read_base_header, save_base
     if a.kl_divergence:
         n_ctx = read_base_header(a.kl_divergence_base)[0]      # the base's chunks decide

@@ -48,16 +48,16 @@ def save_base(model, text: str, path, n_ctx: int = 512, max_chunks: Optional[int
               progress: Optional[Callable[[int, int, float], None]] = None):
     """Evaluates text as `perplexity` does and writes every scored row's log-probs to path (atomic:
     a temp file renamed). Returns the base's PerplexityResult."""
-    from .perplexity import perplexity
+    from .perplexity import score_chunks
     path = os.fspath(path)
-    _, chunks = prepare_chunks(model, text, n_ctx, max_chunks)
+    n_tokens, chunks = prepare_chunks(model, text, n_ctx, max_chunks)
     fd, tmp = tempfile.mkstemp(prefix=".kl-base-", dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_HEAD.pack(MAGIC, VERSION, n_ctx, model.n_vocab, len(chunks)))
             f.write(np.concatenate(chunks).astype("<i4").tobytes())
-            r = perplexity(model, text, n_ctx=n_ctx, max_chunks=len(chunks), progress=progress,
-                           on_chunk=lambda chunk, logits: f.write(_encode_rows(_log_softmax(logits))))
+            r = score_chunks(model, chunks, n_ctx, n_tokens, progress=progress,
+                             on_chunk=lambda chunk, logits: f.write(_encode_rows(_log_softmax(logits))))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -91,6 +91,13 @@ def perplexity(model, text: str, n_ctx: int = 512, max_chunks: Optional[int] = N
     docstring. progress(chunk, n_chunks, running_ppl) is called after each chunk, on_chunk(chunk,
     scored logits) with each chunk's tokens and scored rows (save_base uses it)."""
     n_tokens, chunks = prepare_chunks(model, text, n_ctx, max_chunks)
+    return score_chunks(model, chunks, n_ctx, n_tokens, progress, on_chunk)
+
+
+def score_chunks(model, chunks: List[np.ndarray], n_ctx: int, n_tokens: int,
+                 progress: Optional[Callable[[int, int, float], None]] = None,
+                 on_chunk: Optional[Callable[[np.ndarray, np.ndarray], None]] = None) -> PerplexityResult:
+    """perplexity over chunks from prepare_chunks (n_tokens: the text's token count)."""
     first = n_ctx // 2
     nll_sum = nll2_sum = 0.0
     count = 0
