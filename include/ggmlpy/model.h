@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ggmlpy/dtype.h"
@@ -28,6 +29,9 @@ struct ModelParams {
     // limits) less the KV cache and buffers. Weights beyond it are streamed from the file on every
     // forward pass (src/io/weight_stream.h); weights that fit stay a plain mapping.
     uint64_t mem_budget = 0;
+    // LoRA adapters (GGUF adapter files, src/adapters/lora.h) applied unmerged, with the user's
+    // scale of each: (path, scale).
+    std::vector<std::pair<std::string, float>> lora;
 };
 
 // Tokens for one sequence in an eval_batch call.

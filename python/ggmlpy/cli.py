@@ -129,6 +129,8 @@ def _add_model_flags(s):
                         "streamed from the file on every token")
     s.add_argument("-ctk", "--kv-type", default="f16",
                    help="KV cache type: f16 (default), f32, q8_0 (about half f16's memory) or q4_0")
+    s.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                   help="apply a GGUF LoRA adapter, unmerged (repeatable; SCALE default 1)")
 
 
 def _add_generate(sub):
@@ -170,6 +172,8 @@ def _check_model_flags(a):
         a.mem_budget = parse_size("--mem-budget", a.mem_budget)
     except (TypeError, ValueError) as e:
         raise CliError(f"argument {e}")
+    from .lora import parse_lora_flag
+    a.lora = [parse_lora_flag(x) for x in a.lora]
 
 
 def cmd_generate(a) -> int:
@@ -198,7 +202,7 @@ def cmd_generate(a) -> int:
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
                   use_mmap=not a.no_mmap, use_mlock=a.mlock, seed=a.seed, kv_type=a.kv_type,
-                  mem_budget=a.mem_budget)
+                  mem_budget=a.mem_budget, lora=a.lora)
     out = sys.stdout.buffer
     stats = None
     draft = None
@@ -370,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_chat(sub)
     from .quality.cli import add_subparser as add_perplexity
     add_perplexity(sub)
+    from .lora.cli import add_subparser as add_export_lora
+    add_export_lora(sub)
     from .server.cli import add_subparser as add_serve   # imports the server extra only when run
     add_serve(sub)
     return p

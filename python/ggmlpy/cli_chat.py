@@ -105,7 +105,7 @@ def cmd_chat(a) -> int:
             pass
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
-                  use_mmap=not a.no_mmap, use_mlock=a.mlock, mem_budget=a.mem_budget, seed=a.seed, kv_type=a.kv_type)
+                  use_mmap=not a.no_mmap, use_mlock=a.mlock, mem_budget=a.mem_budget, lora=a.lora, seed=a.seed, kv_type=a.kv_type)
     max_tokens = None if a.n_predict == -1 else a.n_predict
     room = max_tokens if max_tokens is not None else min(256, model.n_ctx // 4)
     session = Session(model, a.system, template, room)

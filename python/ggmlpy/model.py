@@ -207,6 +207,10 @@ class Model:
     and dropped after use, with the same logits. `memory` reports the plan (resident_bytes,
     streamed_bytes per pass, window_bytes) and what the streaming has read.
 
+    LoRA: lora="adapter.gguf", ("adapter.gguf", 0.5) or a list of them applies GGUF LoRA adapters
+    (llama.cpp's adapter layout; `ggmlpy convert PEFT_FOLDER --base MODEL` makes one from PEFT)
+    unmerged: each targeted matmul adds scale * alpha / r * B (A x); the base file is untouched.
+
     Thread safety: a Model may be shared. Calls on one Model are serialized by its lock (an
     RLock): generate() without stream holds it for the whole call, a streaming generator only
     while it evaluates a token (one that is not being advanced holds nothing), close() waits for
@@ -217,7 +221,8 @@ class Model:
 
     def __init__(self, model_path, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
                  use_mmap: bool = True, use_mlock: bool = False, seed: int = -1, verbose: bool = False,
-                 kv_type: str = "f16", n_seq_max: int = 1, draft_model=None, mem_budget=0):
+                 kv_type: str = "f16", n_seq_max: int = 1, draft_model=None, mem_budget=0,
+                 lora=None):
         self._core = None
         self._drafter = None
         self._prompt_cache = None       # set_cache()
@@ -235,6 +240,8 @@ class Model:
         use_mmap, use_mlock = _bool("use_mmap", use_mmap), _bool("use_mlock", use_mlock)
         from .memory import parse_size
         mem_budget = parse_size("mem_budget", mem_budget)
+        from .lora import lora_specs
+        lora = lora_specs(lora)
         verbose = _bool("verbose", verbose)
         if not isinstance(kv_type, str):
             raise TypeError("kv_type must be a str ('f16', 'f32', 'q8_0' or 'q4_0'), "
@@ -247,7 +254,8 @@ class Model:
         t0 = time.perf_counter()
         self._core = _core.Model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                                  use_mmap=use_mmap, use_mlock=use_mlock, kv_type=kv_type, n_seq_max=n_seq_max,
-                                 mem_budget=mem_budget)
+                                 mem_budget=mem_budget, lora=lora)
+        self.lora = lora
         self.load_time = time.perf_counter() - t0
         self.seed = seed
         self._rng = random.Random(seed if seed >= 0 else None)  # draws per-call seeds

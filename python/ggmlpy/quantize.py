@@ -191,7 +191,7 @@ def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, ftype: int,
     for key, field in reader.fields.items():
         if key.startswith("GGUF.") or key == "general.architecture":
             continue  # header fields; the writer adds the architecture itself
-        if key == "general.file_type":
+        if key == "general.file_type" and ftype is not None:
             continue
         vtype = VT(field.types[0])
         if vtype == VT.ARRAY:
@@ -207,7 +207,8 @@ def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, ftype: int,
             writer.add_custom_alignment(int(field.contents()))
         else:
             writer.add_key_value(key, field.contents(), vtype)
-    writer.add_key_value("general.file_type", int(ftype), VT.UINT32)
+    if ftype is not None:  # None: the input's own value (copied above) stays
+        writer.add_key_value("general.file_type", int(ftype), VT.UINT32)
 
 
 def quantize(input, output, type: str, allow_requantize: bool = False, progress: bool = False,

@@ -21,6 +21,7 @@
 #include "ggmlpy/tensor.h"
 #include "ggmlpy/threadpool.h"
 #include "ggmlpy/tokenizer.h"
+#include "adapters/lora.h"
 #include "io/weight_stream.h"
 
 namespace ggmlpy {
@@ -56,6 +57,7 @@ struct LayerWeights {
     Tensor* ffn_down = nullptr;    // [n_ff, n_embd]
     Tensor* ffn_up_b = nullptr;    // [n_ff]
     Tensor* ffn_down_b = nullptr;  // [n_embd]
+    const LoraSet* lora = nullptr; // the model's LoRA adapters (any of these matrices may have some)
 };
 
 struct ModelWeights {
@@ -66,6 +68,7 @@ struct ModelWeights {
     Tensor* output_b = nullptr;    // [n_vocab]
     Tensor* rope_freqs = nullptr;  // [n_rot / 2] (Llama 3 scaling factors), optional
     std::vector<LayerWeights> layers;
+    const LoraSet* lora = nullptr; // LoRA adapters (output may have some)
 };
 
 // Binds GGUF tensors to graph leaves over the file's memory (zero copy). Small 1-D tensors
@@ -213,6 +216,8 @@ private:
     // One forward pass over in (ids, pos, spans set); copies the wanted rows to dst.
     void run_graph(BatchInput& in, float* dst, int64_t row);
     void check_seq(const char* what, int seq) const;
+    // Opens params_.lora's adapters and hands them to every layer (init, after bind_weights).
+    void load_lora();
     // The weight memory plan (memory_plan.cpp): every mapped weight in the order a forward pass
     // reads it, split by plan_weights for the budget; starts the WeightStream when some stream.
     void plan_memory();
@@ -231,6 +236,7 @@ protected:
     std::unique_ptr<ThreadPool> pool_;
     WeightPlan plan_;                       // plan_memory()
     std::unique_ptr<WeightStream> stream_;  // only when some weights stream
+    std::unique_ptr<LoraSet> lora_;         // only when params_.lora names adapters
     ComputeBuffer buf_;
     Context graph_ctx_{false};    // per chunk graph nodes, cleared each chunk
     std::vector<int32_t> pos_;

@@ -14,8 +14,8 @@ Tensor* block_norm(Context& ctx, Tensor* x, NormKind kind, float eps, Tensor* w,
     return layer_norm(ctx, x, eps, w, b);
 }
 
-Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x) {
-    Tensor* y = mul_mat(ctx, w, x);
+Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x, const LoraSet* lora) {
+    Tensor* y = lora_mul_mat(ctx, w, x, lora);
     return b ? add(ctx, y, b) : y;
 }
 
@@ -88,9 +88,9 @@ Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWe
     const int64_t n_embd_kv = hp.n_embd_kv();
 
     // the projections and rope work per row: one product for every sequence's rows
-    Tensor* q = block_linear(ctx, lw.wq, lw.bq, cur);  // [n_head * hd, n]
-    Tensor* k = block_linear(ctx, lw.wk, lw.bk, cur);  // [n_embd_kv, n]
-    Tensor* v = block_linear(ctx, lw.wv, lw.bv, cur);  // [n_embd_kv, n]
+    Tensor* q = block_linear(ctx, lw.wq, lw.bq, cur, lw.lora);  // [n_head * hd, n]
+    Tensor* k = block_linear(ctx, lw.wk, lw.bk, cur, lw.lora);  // [n_embd_kv, n]
+    Tensor* v = block_linear(ctx, lw.wv, lw.bv, cur, lw.lora);  // [n_embd_kv, n]
     q = reshape_3d(ctx, q, hd, hp.n_head, n);          // [hd, n_head, n]
     k = reshape_3d(ctx, k, hd, hp.n_head_kv, n);       // [hd, n_head_kv, n]
     if (hp.rope.n_rot > 0) {
@@ -115,14 +115,14 @@ Tensor* block_attention(Context& ctx, Graph& g, const HParams& hp, const LayerWe
 }
 
 Tensor* block_ffn_swiglu(Context& ctx, const LayerWeights& lw, Tensor* x) {
-    Tensor* gate = mul_mat(ctx, lw.ffn_gate, x);  // [n_ff, n]
-    Tensor* up = mul_mat(ctx, lw.ffn_up, x);      // [n_ff, n]
-    return mul_mat(ctx, lw.ffn_down, swiglu(ctx, gate, up));
+    Tensor* gate = lora_mul_mat(ctx, lw.ffn_gate, x, lw.lora);  // [n_ff, n]
+    Tensor* up = lora_mul_mat(ctx, lw.ffn_up, x, lw.lora); // [n_ff, n]
+    return lora_mul_mat(ctx, lw.ffn_down, swiglu(ctx, gate, up), lw.lora);
 }
 
 Tensor* block_ffn_gelu(Context& ctx, const LayerWeights& lw, Tensor* x) {
-    Tensor* h = gelu(ctx, block_linear(ctx, lw.ffn_up, lw.ffn_up_b, x));  // [n_ff, n]
-    return block_linear(ctx, lw.ffn_down, lw.ffn_down_b, h);
+    Tensor* h = gelu(ctx, block_linear(ctx, lw.ffn_up, lw.ffn_up_b, x, lw.lora));  // [n_ff, n]
+    return block_linear(ctx, lw.ffn_down, lw.ffn_down_b, h, lw.lora);
 }
 
 Tensor* block_last_row(Context& ctx, Tensor* x) {

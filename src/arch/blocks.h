@@ -10,8 +10,9 @@ enum class NormKind { RMS, LAYER };
 
 // norm(x) * w (+ b). x: [n, n_tokens]; w, b: [n] or nullptr.
 Tensor* block_norm(Context& ctx, Tensor* x, NormKind kind, float eps, Tensor* w, Tensor* b);
-// w x (+ b). w: [n_in, n_out] any matmul type; x: f32 [n_in, n_tokens] -> [n_out, n_tokens].
-Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x);
+// w x (+ b), plus w's LoRA adapters when lora has some. w: [n_in, n_out] any matmul type;
+// x: f32 [n_in, n_tokens] -> [n_out, n_tokens].
+Tensor* block_linear(Context& ctx, Tensor* w, Tensor* b, Tensor* x, const LoraSet* lora = nullptr);
 // Self-attention of layer il without the output projection: projects cur to Q, K, V (with
 // biases when present), applies rope to the first n_rot dims of each head, and for each sequence
 // span of in writes its K and V at positions n_past .. n_past + n - 1 of its cells (appended to g

@@ -228,6 +228,7 @@ void DecoderModel::init() {
         if (unused.size() > 8) s += ", ...";
         metadata_["ggmlpy.unused_tensors"] = s;
     }
+    if (!params_.lora.empty()) load_lora();
 
     // context and KV cache
     if (params_.n_ctx < 0) throw ValueError("n_ctx must be >= 0, got " + std::to_string(params_.n_ctx));
@@ -258,6 +259,26 @@ void DecoderModel::init() {
     for (const auto& kv : f.kv())
         if (!kv.second.is_array()) metadata_[kv.first] = kv.second.to_string();
     plan_memory();
+}
+
+void DecoderModel::load_lora() {
+    // what an adapter may target: every layer matrix, and output.weight when it is its own tensor
+    std::map<std::string, Tensor*> targets;
+    for (LayerWeights& l : w_.layers)
+        for (Tensor* t : {l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down})
+            if (t) targets[t->name] = t;
+    if (w_.output && w_.output != w_.tok_embd) targets[w_.output->name] = w_.output;
+    std::vector<LoraSpec> specs;
+    std::string names;
+    for (const auto& e : params_.lora) {
+        specs.push_back(LoraSpec{e.first, e.second});
+        names += (names.empty() ? "" : ", ") + e.first + ":" + std::to_string(e.second);
+    }
+    lora_ = std::make_unique<LoraSet>();
+    lora_->load(specs, arch_, file_->path(), targets);
+    for (LayerWeights& l : w_.layers) l.lora = lora_.get();
+    w_.lora = lora_.get();
+    metadata_["ggmlpy.lora"] = names;
 }
 
 uint64_t DecoderModel::planned_bytes() const {

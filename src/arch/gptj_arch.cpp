@@ -71,13 +71,13 @@ protected:
                 x = block_output_rows(ctx, x, in);
             }
             // parallel residual: both branches read the same normed input
-            Tensor* att_out = block_linear(ctx, l.wo, l.bo, att);
+            Tensor* att_out = block_linear(ctx, l.wo, l.bo, att, l.lora);
             Tensor* ffn_out = block_ffn_gelu(ctx, l, cur);
             x = add(ctx, add(ctx, x, att_out), ffn_out);
         }
         x = block_norm(ctx, x, NormKind::LAYER, hp.norm_eps, w_.output_norm, w_.output_norm_b);
         if (in.embeddings) return x;  // [n_embd, n_outputs]
-        return block_linear(ctx, w_.output, w_.output_b, x);  // [n_vocab, n_outputs]
+        return block_linear(ctx, w_.output, w_.output_b, x, w_.lora);  // [n_vocab, n_outputs]
     }
 };
 

@@ -96,13 +96,13 @@ protected:
                 att = block_output_rows(ctx, att, in);
                 x = block_output_rows(ctx, x, in);
             }
-            x = add(ctx, x, block_linear(ctx, l.wo, l.bo, att));
+            x = add(ctx, x, block_linear(ctx, l.wo, l.bo, att, l.lora));
             cur = block_norm(ctx, x, NormKind::RMS, hp.norm_eps, l.ffn_norm, nullptr);
             x = add(ctx, x, block_ffn_swiglu(ctx, l, cur));
         }
         x = block_norm(ctx, x, NormKind::RMS, hp.norm_eps, w_.output_norm, nullptr);
         if (in.embeddings) return x;        // [n_embd, n_outputs]
-        return mul_mat(ctx, w_.output, x);  // [n_vocab, n_outputs]
+        return lora_mul_mat(ctx, w_.output, x, w_.lora);  // [n_vocab, n_outputs]
     }
 };
 

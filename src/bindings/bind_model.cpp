@@ -1,5 +1,5 @@
 // Bindings for Model (model.h): _core.Model(path, n_ctx=0, n_batch=512, n_threads=0,
-// use_mmap=True, use_mlock=False, kv_type="f16" (f32, q8_0, q4_0), n_seq_max=1, mem_budget=0 (bytes;
+// use_mmap=True, use_mlock=False, kv_type="f16" (f32, q8_0, q4_0), n_seq_max=1, lora=[(path, scale)], mem_budget=0 (bytes;
 // 0: what is available)); eval_batch(seqs, ids) -> (k, n_vocab),
 // n_past_seq / truncate_seq / copy_seq; eval(ids, all_logits=False) -> float32 logits
 // (n, n_vocab) or (n_vocab,); eval_embeddings(ids) -> (n, n_embd); reset(); truncate(n); close(); properties n_past, n_vocab, n_ctx, n_embd,
@@ -62,7 +62,8 @@ void register_model(py::module_& m) {
 
     py::class_<Model>(m, "Model", "A loaded GGUF model: weights (mmap), tokenizer, KV cache.")
         .def(py::init([](const py::object& path, int n_ctx, int n_batch, int n_threads, bool use_mmap,
-                         bool use_mlock, const std::string& kv_type, int n_seq_max, long long mem_budget) {
+                         bool use_mlock, const std::string& kv_type, int n_seq_max, long long mem_budget,
+                         const std::vector<std::pair<std::string, float>>& lora) {
                  std::string p = py::str(py::module_::import("os").attr("fspath")(path));
                  ggmlpy::ModelParams mp;
                  mp.n_ctx = n_ctx;
@@ -75,6 +76,7 @@ void register_model(py::module_& m) {
                      throw ggmlpy::ValueError("mem_budget must be >= 0 bytes (0: what is available), got " +
                                               std::to_string(mem_budget));
                  mp.mem_budget = (uint64_t)mem_budget;
+                 mp.lora = lora;
                  std::string kvt = kv_type;
                  for (char& c : kvt) c = (char)std::tolower((unsigned char)c);
                  if (kvt != "f16" && kvt != "f32" && kvt != "q8_0" && kvt != "q4_0")
@@ -89,7 +91,8 @@ void register_model(py::module_& m) {
              }),
              py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512, py::arg("n_threads") = 0,
              py::arg("use_mmap") = true, py::arg("use_mlock") = false, py::arg("kv_type") = "f16",
-             py::arg("n_seq_max") = 1, py::arg("mem_budget") = 0)
+             py::arg("n_seq_max") = 1, py::arg("mem_budget") = 0,
+             py::arg("lora") = std::vector<std::pair<std::string, float>>{})
         .def("eval", [](Model& self, const py::object& ids, bool all_logits) {
                  Model& mdl = live(self, "eval");
                  std::vector<int32_t> v = to_ids(ids);

@@ -46,7 +46,7 @@ def cmd_perplexity(a) -> int:
     path = _resolve_model(a.model)
     from tqdm import tqdm
     with Model(path, n_ctx=n_ctx, n_batch=max(a.batch_size, n_ctx), n_threads=a.threads, use_mmap=not a.no_mmap,
-               use_mlock=a.mlock, mem_budget=a.mem_budget, kv_type=a.kv_type) as m:
+               use_mlock=a.mlock, mem_budget=a.mem_budget, lora=a.lora, kv_type=a.kv_type) as m:
         t0 = time.perf_counter()
         bar = tqdm(total=None, unit="chunk", file=sys.stderr, desc="perplexity", leave=False)
         line = []

@@ -49,7 +49,7 @@ def cmd_serve(a) -> int:
     from ..model import Model
     path = _resolve_model(a.model)
     model = Model(path, n_ctx=a.ctx_size, n_threads=a.threads, n_batch=a.batch_size,
-                  use_mmap=not a.no_mmap, use_mlock=a.mlock, mem_budget=a.mem_budget, n_seq_max=a.parallel + 1 if a.parallel > 1 else 1,
+                  use_mmap=not a.no_mmap, use_mlock=a.mlock, mem_budget=a.mem_budget, lora=a.lora, n_seq_max=a.parallel + 1 if a.parallel > 1 else 1,
                   kv_type=a.kv_type)
     draft = None
     try:
