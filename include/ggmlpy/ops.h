@@ -116,4 +116,22 @@ Tensor* soft_max(Context& ctx, Tensor* a, float scale = 1.0f, bool causal = fals
 // Each query's result depends on its own row and keys only (never on n or the thread count).
 Tensor* flash_attn(Context& ctx, Tensor* q, Tensor* k, Tensor* v, float scale, int64_t n_past);
 
+// ---- Backward ops (training: src/training) ------------------------------------------------
+// The input gradients of the forward ops above; every one is f32 and threaded by rows.
+
+// a^T d: a [K, M] any type with a dequantizer (a frozen weight, read in place from its blocks),
+// d f32 [M, N] -> [K, N]: out[:, j] = sum_m a[:, m] d[m, j]. The input gradient of mul_mat(a, x).
+Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d);
+// dx of y = rms_norm(x, eps) (no weight: multiply dy by it first). x, dy [n, rows] -> [n, rows].
+Tensor* rms_norm_back(Context& ctx, Tensor* x, Tensor* dy, float eps);
+// dx of y = layer_norm(x, eps) (no weight or bias).
+Tensor* layer_norm_back(Context& ctx, Tensor* x, Tensor* dy, float eps);
+// ds of p = soft_max(s * scale, masked): scale * p * (dp - sum(p * dp)) per row (masked p are 0).
+Tensor* soft_max_back(Context& ctx, Tensor* p, Tensor* dp, float scale);
+// dy * silu'(x) and dy * gelu'(x) (gelu: the tanh approximation).
+Tensor* silu_back(Context& ctx, Tensor* x, Tensor* dy);
+Tensor* gelu_back(Context& ctx, Tensor* x, Tensor* dy);
+// dx of y = rope(x, pos, p, freq_factors): the rotation by -theta.
+Tensor* rope_back(Context& ctx, Tensor* dy, Tensor* pos, const RopeParams& p, Tensor* freq_factors = nullptr);
+
 }  // namespace ggmlpy

@@ -24,6 +24,8 @@ enum class Op : int32_t {
     VIEW, RESHAPE, PERMUTE, TRANSPOSE,  // no compute: share the source's data
     CONT, CPY, GET_ROWS, MUL_MAT, ADD, MUL, SCALE, RMS_NORM, LAYER_NORM, ROPE, SOFT_MAX,
     SILU, GELU, GELU_ERF, SWIGLU, FLASH_ATTN,
+    // backward ops (training, ops.h "Backward ops")
+    MUL_MAT_T, RMS_NORM_BACK, LAYER_NORM_BACK, SOFT_MAX_BACK, SILU_BACK, GELU_BACK,
     COUNT
 };
 const char* op_name(Op op);

@@ -192,6 +192,10 @@ public:
 
     const GGUFFile& file() const { return *file_; }
     const HParams& hparams() const { return hp_; }
+    const ModelWeights& weights() const { return w_; }
+    // The weights a LoRA adapter may target, by GGUF name: every layer matrix, and output.weight
+    // when it is its own tensor (not the tied embedding).
+    std::map<std::string, Tensor*> lora_targets() const;
 
 protected:
     // Hooks, called by init() in this order.

@@ -15,20 +15,6 @@
 namespace ggmlpy {
 
 namespace {
-// Whether dequantize_row knows type t (norms, biases and get_rows of the embedding need it): one
-// block of zero bytes is decoded as a probe.
-bool can_dequantize(DType t) {
-    static const uint8_t zeros[1024] = {};
-    float out[1024];
-    const DTypeTraits& tr = dtype_traits(t);
-    if (tr.type_size > sizeof zeros || tr.block_size > 1024) return false;
-    try {
-        dequantize_row(t, zeros, out, tr.block_size);
-        return true;
-    } catch (const ValueError&) {
-        return false;
-    }
-}
 
 std::string shape_str(const std::vector<int64_t>& ne) {
     std::string s = "[";
@@ -261,13 +247,17 @@ void DecoderModel::init() {
     plan_memory();
 }
 
-void DecoderModel::load_lora() {
-    // what an adapter may target: every layer matrix, and output.weight when it is its own tensor
+std::map<std::string, Tensor*> DecoderModel::lora_targets() const {
     std::map<std::string, Tensor*> targets;
-    for (LayerWeights& l : w_.layers)
+    for (const LayerWeights& l : w_.layers)
         for (Tensor* t : {l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down})
             if (t) targets[t->name] = t;
     if (w_.output && w_.output != w_.tok_embd) targets[w_.output->name] = w_.output;
+    return targets;
+}
+
+void DecoderModel::load_lora() {
+    const std::map<std::string, Tensor*> targets = lora_targets();
     std::vector<LoraSpec> specs;
     std::string names;
     for (const auto& e : params_.lora) {

@@ -13,4 +13,5 @@ void register_gguf(py::module_& m);       // bind_gguf.cpp: GGUF reader (metadat
 void register_model(py::module_& m);      // bind_model.cpp: Model load/eval/reset
 void register_sampler(py::module_& m);    // bind_sampler.cpp
 void register_grammar(py::module_& m);    // bind_grammar.cpp: GBNF grammars, token masks
+void register_train(py::module_& m);      // bind_train.cpp: LoRA training steps
 }  // namespace ggmlpy_bind

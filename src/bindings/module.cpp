@@ -33,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
     ggmlpy_bind::register_model(m);
     ggmlpy_bind::register_sampler(m);
     ggmlpy_bind::register_grammar(m);
+    ggmlpy_bind::register_train(m);
 }

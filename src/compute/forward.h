@@ -40,6 +40,13 @@ void forward_mul_mat(const Tensor* t, const ComputeParams& p);
 size_t mul_mat_work_size(const Tensor* t, int nth);
 void forward_flash_attn(const Tensor* t, const ComputeParams& p);
 size_t flash_attn_work_size(const Tensor* t, int nth);
+// backward ops (ops_backward.cpp)
+void forward_mul_mat_t(const Tensor* t, const ComputeParams& p);
+size_t mul_mat_t_work_size(const Tensor* t, int nth);
+void forward_rms_norm_back(const Tensor* t, const ComputeParams& p);
+void forward_layer_norm_back(const Tensor* t, const ComputeParams& p);
+void forward_soft_max_back(const Tensor* t, const ComputeParams& p);
+void forward_act_back(const Tensor* t, const ComputeParams& p);  // SILU_BACK, GELU_BACK
 
 // Rows [r0, r1) of n rows for thread ith of nth (contiguous blocks).
 inline void split_rows(int64_t n, int ith, int nth, int64_t& r0, int64_t& r1) {

@@ -225,6 +225,7 @@ void forward_get_rows(const Tensor* t, const ComputeParams& p) {
 
 size_t forward_work_size(const Tensor* t, int nth) {
     if (t->op == Op::FLASH_ATTN) return flash_attn_work_size(t, nth);
+    if (t->op == Op::MUL_MAT_T) return mul_mat_t_work_size(t, nth);
     return t->op == Op::MUL_MAT ? mul_mat_work_size(t, nth) : 0;
 }
 
@@ -257,6 +258,12 @@ void forward(const Tensor* t, const ComputeParams& p) {
         case Op::GET_ROWS: forward_get_rows(t, p); break;
         case Op::MUL_MAT: forward_mul_mat(t, p); break;
         case Op::FLASH_ATTN: forward_flash_attn(t, p); break;
+        case Op::MUL_MAT_T: forward_mul_mat_t(t, p); break;
+        case Op::RMS_NORM_BACK: forward_rms_norm_back(t, p); break;
+        case Op::LAYER_NORM_BACK: forward_layer_norm_back(t, p); break;
+        case Op::SOFT_MAX_BACK: forward_soft_max_back(t, p); break;
+        case Op::SILU_BACK:
+        case Op::GELU_BACK: forward_act_back(t, p); break;
         default: break;
     }
 }

@@ -142,6 +142,7 @@ void forward_rope(const Tensor* t, const ComputeParams& p) {
         inv_freq[i] = std::pow(base, -2.0 * i / n_rot);
         if (factors) inv_freq[i] /= factors[i];
     }
+    const double dir = t->op_params[8] ? -1.0 : 1.0;  // rope_back rotates by -theta
     const int32_t* positions = static_cast<const int32_t*>(pos->data);
     const int64_t n = t->ne[0];
     int64_t r0, r1;
@@ -155,7 +156,7 @@ void forward_rope(const Tensor* t, const ComputeParams& p) {
             for (int i = 0; i < half; ++i) {
                 const double th = pp * inv_freq[i];
                 cs[i] = (float)std::cos(th);
-                sn[i] = (float)std::sin(th);
+                sn[i] = (float)(dir * std::sin(th));
             }
             cached_token = tok;
         }

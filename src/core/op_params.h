@@ -4,7 +4,11 @@
 //   RMS_NORM   [0] f32 eps                       src: a, weight?
 //   LAYER_NORM [0] f32 eps                       src: a, weight?, bias?
 //   ROPE       [0] n_rot [1] mode [2] f32 base [3] f32 scale [4] f32 l3_factor [5] f32 l3_low
-//              [6] f32 l3_high [7] l3_orig_ctx   src: a, pos, freq_factors?
+//              [6] f32 l3_high [7] l3_orig_ctx [8] inverse (rope_back: rotate by -theta)
+//                                                src: a, pos, freq_factors?
+//   RMS_NORM_BACK, LAYER_NORM_BACK [0] f32 eps  src: x, dy
+//   SOFT_MAX_BACK [0] f32 scale                  src: p, dp
+//   SILU_BACK, GELU_BACK                         src: x, dy
 //   SOFT_MAX   [0] f32 scale [1] causal [2..3] i64 n_past
 //   MUL_MAT    [0] causal side (0: none, CausalSide) [2..3] i64 n_past
 //   CPY        src: src, dst (the node is a view of dst)

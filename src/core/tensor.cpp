@@ -33,6 +33,12 @@ const char* op_name(Op op) {
         case Op::GELU_ERF: return "gelu_erf";
         case Op::SWIGLU: return "swiglu";
         case Op::FLASH_ATTN: return "flash_attn";
+        case Op::MUL_MAT_T: return "mul_mat_t";
+        case Op::RMS_NORM_BACK: return "rms_norm_back";
+        case Op::LAYER_NORM_BACK: return "layer_norm_back";
+        case Op::SOFT_MAX_BACK: return "soft_max_back";
+        case Op::SILU_BACK: return "silu_back";
+        case Op::GELU_BACK: return "gelu_back";
         case Op::COUNT: break;
     }
     return "?";

@@ -92,4 +92,18 @@ size_t quantize_rows(DType t, const float* x, void* y, int64_t nrows, int64_t n_
     return (size_t)nrows * rs;
 }
 
+// One block of zero bytes decoded as a probe (quant.h).
+bool can_dequantize(DType t) {
+    static const uint8_t zeros[1024] = {};
+    float out[1024];
+    const DTypeTraits& tr = dtype_traits(t);
+    if (tr.type_size > sizeof zeros || tr.block_size > 1024) return false;
+    try {
+        dequantize_row(t, zeros, out, tr.block_size);
+        return true;
+    } catch (const ValueError&) {
+        return false;
+    }
+}
+
 }  // namespace ggmlpy

@@ -13,6 +13,8 @@ namespace ggmlpy {
 
 // y[0..n) = dequantized row of type t (F32/F16/BF16/Q*). Throws ValueError for unsupported t.
 void dequantize_row(DType t, const void* x, float* y, int64_t n);
+// Whether dequantize_row knows type t (probed with one block of zero bytes).
+bool can_dequantize(DType t);
 // Quantize one row of n floats into type t (n a multiple of the block size). For K-quants this
 // searches per-sub-block scales/mins (not plain round-to-nearest). imatrix-free.
 void quantize_row(DType t, const float* x, void* y, int64_t n);
