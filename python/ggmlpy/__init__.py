@@ -13,6 +13,13 @@ from .quantize import quantize  # noqa: E402  (the function shadows the submodul
 from .speculative import DraftModel, PromptLookup  # noqa: E402
 from .state import ModelState, PromptCache  # noqa: E402
 
+
+def finetune(*args, **kwargs):
+    """LoRA fine-tuning (ggmlpy.training.finetune; imported on first use)."""
+    from .training import finetune as _finetune
+    return _finetune(*args, **kwargs)
+
+
 __version__ = "0.1.0"
 __all__ = ["Model", "quantize", "GGUFError", "ContextFullError", "PromptCache", "ModelState", "PromptLookup",
-           "DraftModel", "__version__"]
+           "DraftModel", "finetune", "__version__"]

@@ -376,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_perplexity(sub)
     from .lora.cli import add_subparser as add_export_lora
     add_export_lora(sub)
+    from .training.cli import add_subparsers as add_training
+    add_training(sub)
     from .server.cli import add_subparser as add_serve   # imports the server extra only when run
     add_serve(sub)
     return p

@@ -30,43 +30,65 @@ inline float* out_row(const Tensor* t, int64_t r) {
     return reinterpret_cast<float*>(static_cast<char*>(t->data) + row_offset(t, r));
 }
 
-// Columns of a [K, M] handed to one thread: whole blocks, at most this many elements per slice.
-constexpr int64_t SLICE = 512;
+// MUL_MAT_T work: slices of CB columns of a (whole blocks), each over all M rows in chunks of MB.
+constexpr int64_t MB = 128;
 
-int64_t slice_cols(const Tensor* a) {
-    const int64_t bs = dtype_traits(a->type).block_size;
-    return std::max<int64_t>(bs, SLICE / bs * bs);
+int64_t slice_cols(const Tensor* a) { return std::max<int64_t>(dtype_traits(a->type).block_size, 64); }
+
+// Per-thread scratch in floats: the dequantized chunk, its transpose, one gemm result, the sums.
+size_t mul_mat_t_scratch(const Tensor* t) {
+    const int64_t cb = slice_cols(t->src[0]), n = t->ne[1];
+    return (size_t)(2 * MB * cb + 2 * n * cb);
 }
 
 }  // namespace
 
 size_t mul_mat_t_work_size(const Tensor* t, int nth) {
-    return (size_t)nth * (size_t)slice_cols(t->src[0]) * sizeof(float);
+    return (size_t)nth * mul_mat_t_scratch(t) * sizeof(float) + 64 * (size_t)nth;
 }
 
-// out [K, N] = a^T d with a [K, M], d [M, N]: each thread owns slices of the K columns (whole
-// blocks); for every row m of a it dequantizes its slice once and adds slice * d[m, j] into each
-// output column j. Columns are taken from a shared counter, so threads stay busy.
+// out [K, N] = a^T d with a [K, M], d [M, N]. A work item is a slice of CB columns of a: for each
+// chunk of MB rows it dequantizes a [MB, CB] tile (a's own blocks, never the whole matrix),
+// transposes it so that each of the CB columns is a dense row of MB values, and lets the f32 gemm
+// kernel of the table dot those rows with the chunk of every column of d: sums [N, CB] += the
+// tile's products; then row j of the sums is out[c0 .. c0 + CB, j].
 void forward_mul_mat_t(const Tensor* t, const ComputeParams& p) {
     const Tensor* a = t->src[0];
     const Tensor* d = t->src[1];
     const int64_t K = a->ne[0], M = a->ne[1], N = d->ne[1];
-    const int64_t cols = slice_cols(a);
-    const int64_t n_slices = (K + cols - 1) / cols;
+    const int64_t cb = slice_cols(a);
+    const int64_t n_slices = (K + cb - 1) / cb;
     const DTypeTraits& tr = dtype_traits(a->type);
-    const KernelTable& kt = kernels();
-    float* buf = reinterpret_cast<float*>(p.wdata) + (size_t)p.ith * (size_t)cols;
+    const TypeKernels& f32 = kernels().type[(int)DType::F32];
+    const int rx = std::max(1, f32.gemm_rows_x), ry = std::max(1, f32.gemm_rows_y);
+    float* tile = reinterpret_cast<float*>(p.wdata) + (size_t)p.ith * mul_mat_t_scratch(t);
+    float* tile_t = tile + MB * cb;
+    float* prod = tile_t + MB * cb;  // [N, cb]
+    float* sums = prod + N * cb;     // [N, cb]
     for (int64_t s = p.ith; s < n_slices; s += p.nth) {
-        const int64_t c0 = s * cols, c1 = std::min(K, c0 + cols), nc = c1 - c0;
-        for (int64_t j = 0; j < N; ++j) std::memset(out_row(t, j) + c0, 0, (size_t)nc * sizeof(float));
+        const int64_t c0 = s * cb, nc = std::min(K, c0 + cb) - c0;
         const size_t byte0 = (size_t)(c0 / tr.block_size) * tr.type_size;
-        for (int64_t m = 0; m < M; ++m) {
-            dequantize_row(a->type, static_cast<const char*>(a->data) + (size_t)m * a->nb[1] + byte0, buf, nc);
-            for (int64_t j = 0; j < N; ++j) {
-                const float g = *reinterpret_cast<const float*>(row_of(d, j) + (size_t)m * d->nb[0]);
-                if (g != 0.0f) kt.vec_mad_f32(nc, out_row(t, j) + c0, buf, g);
+        std::fill(sums, sums + N * cb, 0.0f);
+        for (int64_t m0 = 0; m0 < M; m0 += MB) {
+            const int64_t nm = std::min(MB, M - m0);
+            for (int64_t m = 0; m < nm; ++m)
+                dequantize_row(a->type, static_cast<const char*>(a->data) + (size_t)(m0 + m) * a->nb[1] + byte0,
+                               tile + m * cb, nc);
+            for (int64_t c = 0; c < nc; ++c)
+                for (int64_t m = 0; m < nm; ++m) tile_t[c * nm + m] = tile[m * cb + c];
+            // prod[j * cb + c] = dot(column c of the tile, d[m0 .. m0 + nm, j])
+            const char* dcol = static_cast<const char*>(d->data) + (size_t)m0 * d->nb[0];
+            for (int64_t j0 = 0; j0 < N; j0 += ry) {
+                const int nj = (int)std::min<int64_t>(ry, N - j0);
+                for (int64_t c = 0; c < nc; c += rx) {
+                    const int ncx = (int)std::min<int64_t>(rx, nc - c);
+                    f32.gemm(nm, prod + j0 * cb + c, (size_t)cb, tile_t + c * nm, (size_t)nm * sizeof(float), ncx,
+                             dcol + (size_t)j0 * d->nb[1], d->nb[1], nj);
+                }
             }
+            for (int64_t i = 0; i < N * cb; ++i) sums[i] += prod[i];
         }
+        for (int64_t j = 0; j < N; ++j) std::memcpy(out_row(t, j) + c0, sums + j * cb, (size_t)nc * sizeof(float));
     }
 }
 

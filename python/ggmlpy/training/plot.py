@@ -1,0 +1,59 @@
+"""The loss curve of a fine-tuning log (JSONL, one object per step): train loss and held-out loss
+against tokens seen, as a PNG (matplotlib, written to a temp file and renamed)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def read_log(path):
+    steps = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    steps.append(json.loads(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+    return steps
+
+
+def plot_log(log_path, png_path) -> str:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("the loss plot needs matplotlib (pip install matplotlib)") from None
+    recs = read_log(log_path)
+    train = [(r["tokens"], r["loss"]) for r in recs if "loss" in r]
+    held = [(r["tokens"], r["eval_loss"]) for r in recs if r.get("eval_loss") is not None]
+    if not train and not held:
+        raise ValueError(f"{log_path}: no loss values to plot")
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train loss", linewidth=1)
+    if held:
+        ax.plot(*zip(*held), "o-", label="held-out loss")
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(Path(log_path).name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    png_path = Path(png_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{png_path.name}.", suffix=".png", dir=png_path.parent or ".")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, png_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    finally:
+        plt.close(fig)
+    return str(png_path)
