@@ -219,6 +219,25 @@ void register_ops(py::module_& m) {
         .def("soft_max", [](const G& g, const PyTensor& a, float s, bool causal, int64_t n_past) {
                  return PyTensor{g, soft_max(g->ctx, T(g, a, "soft_max"), s, causal, n_past)};
              }, py::arg("a"), py::arg("scale") = 1.0f, py::arg("causal") = false, py::arg("n_past") = 0)
+        // backward ops (training)
+        .def("mul_mat_t", [](const G& g, const PyTensor& a, const PyTensor& d) {
+            return PyTensor{g, mul_mat_t(g->ctx, T(g, a, "mul_mat_t"), T(g, d, "mul_mat_t"))}; })
+        .def("rms_norm_back", [](const G& g, const PyTensor& x, const PyTensor& dy, float eps) {
+            return PyTensor{g, rms_norm_back(g->ctx, T(g, x, "rms_norm_back"), T(g, dy, "rms_norm_back"), eps)}; })
+        .def("layer_norm_back", [](const G& g, const PyTensor& x, const PyTensor& dy, float eps) {
+            return PyTensor{g, layer_norm_back(g->ctx, T(g, x, "layer_norm_back"), T(g, dy, "layer_norm_back"), eps)}; })
+        .def("soft_max_back", [](const G& g, const PyTensor& p, const PyTensor& dp, float s) {
+            return PyTensor{g, soft_max_back(g->ctx, T(g, p, "soft_max_back"), T(g, dp, "soft_max_back"), s)}; })
+        .def("silu_back", [](const G& g, const PyTensor& x, const PyTensor& dy) {
+            return PyTensor{g, silu_back(g->ctx, T(g, x, "silu_back"), T(g, dy, "silu_back"))}; })
+        .def("gelu_back", [](const G& g, const PyTensor& x, const PyTensor& dy) {
+            return PyTensor{g, gelu_back(g->ctx, T(g, x, "gelu_back"), T(g, dy, "gelu_back"))}; })
+        .def("rope_back", [](const G& g, const PyTensor& dy, const PyTensor& pos, int n_rot, float freq_base) {
+                 RopeParams p;
+                 p.n_rot = n_rot;
+                 p.freq_base = freq_base;
+                 return PyTensor{g, rope_back(g->ctx, T(g, dy, "rope_back"), T(g, pos, "rope_back"), p)};
+             }, py::arg("dy"), py::arg("pos"), py::arg("n_rot"), py::arg("freq_base") = 10000.0f)
         .def("compute", &compute_graph, py::arg("outputs"), py::arg("n_threads") = 0,
              "Compute the outputs (in order; a cpy before what reads its destination) and return numpy copies.")
         .def_property_readonly("activation_bytes", [](const G& g) { return g->buf.peak_activation_bytes(); })
