@@ -131,6 +131,10 @@ Tensor* soft_max_back(Context& ctx, Tensor* p, Tensor* dp, float scale);
 // dy * silu'(x) and dy * gelu'(x) (gelu: the tanh approximation).
 Tensor* silu_back(Context& ctx, Tensor* x, Tensor* dy);
 Tensor* gelu_back(Context& ctx, Tensor* x, Tensor* dy);
+// Inverted dropout: y = x / (1 - p) where keep(seed, i), else 0, for element i of x in its dense
+// order (i = i0 + ne0 * (i1 + ne1 * i2 ...)); keep is a hash of (seed, i), so the same seed and
+// shape give the same mask on any thread count: the backward is the same op on the gradient.
+Tensor* dropout(Context& ctx, Tensor* x, float p, int64_t seed);
 // dx of y = rope(x, pos, p, freq_factors): the rotation by -theta.
 Tensor* rope_back(Context& ctx, Tensor* dy, Tensor* pos, const RopeParams& p, Tensor* freq_factors = nullptr);
 

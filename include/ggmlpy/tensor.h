@@ -25,7 +25,7 @@ enum class Op : int32_t {
     CONT, CPY, GET_ROWS, MUL_MAT, ADD, MUL, SCALE, RMS_NORM, LAYER_NORM, ROPE, SOFT_MAX,
     SILU, GELU, GELU_ERF, SWIGLU, FLASH_ATTN,
     // backward ops (training, ops.h "Backward ops")
-    MUL_MAT_T, RMS_NORM_BACK, LAYER_NORM_BACK, SOFT_MAX_BACK, SILU_BACK, GELU_BACK,
+    MUL_MAT_T, RMS_NORM_BACK, LAYER_NORM_BACK, SOFT_MAX_BACK, SILU_BACK, GELU_BACK, DROPOUT,
     COUNT
 };
 const char* op_name(Op op);

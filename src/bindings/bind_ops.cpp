@@ -232,6 +232,8 @@ void register_ops(py::module_& m) {
             return PyTensor{g, silu_back(g->ctx, T(g, x, "silu_back"), T(g, dy, "silu_back"))}; })
         .def("gelu_back", [](const G& g, const PyTensor& x, const PyTensor& dy) {
             return PyTensor{g, gelu_back(g->ctx, T(g, x, "gelu_back"), T(g, dy, "gelu_back"))}; })
+        .def("dropout", [](const G& g, const PyTensor& x, float p, int64_t seed) {
+            return PyTensor{g, dropout(g->ctx, T(g, x, "dropout"), p, seed)}; })
         .def("rope_back", [](const G& g, const PyTensor& dy, const PyTensor& pos, int n_rot, float freq_base) {
                  RopeParams p;
                  p.n_rot = n_rot;

@@ -1,5 +1,5 @@
 // Bindings for LoraTrainer (src/training/lora_trainer.h): _core.LoraTrainer(model, targets, rank,
-// alpha, n_threads=0); step(ids, targets, grad_scale) -> (summed loss, counted tokens) adds
+// alpha, n_threads=0, dropout=0); step(ids, targets, grad_scale, seed=0) -> (summed loss, counted tokens) adds
 // gradients; loss(ids, targets) -> (summed loss, counted); zero_grad(); slots() -> list of dicts
 // {name, scale, a [r, n_in], b [n_out, r], ga, gb} whose arrays are numpy views of the trainer's
 // memory (PEFT's lora_A / lora_B shapes), written in place by the optimizer. Steps release the
@@ -57,18 +57,19 @@ py::array view(std::vector<float>& v, int64_t rows, int64_t cols, py::handle own
 void register_train(py::module_& m) {
     py::class_<PyTrainer>(m, "LoraTrainer", "LoRA gradients over a loaded model's frozen weights.")
         .def(py::init([](const ggmlpy::Model& model, const std::vector<std::string>& targets, int rank, float alpha,
-                         int n_threads) {
+                         int n_threads, float dropout) {
                  if (model.closed()) throw ggmlpy::ValueError("LoraTrainer: the model is closed");
                  const auto* dm = dynamic_cast<const ggmlpy::DecoderModel*>(&model);
                  if (!dm) throw ggmlpy::ValueError("LoraTrainer: unsupported model");
                  PyTrainer p;
-                 p.t = std::make_unique<LoraTrainer>(*dm, targets, rank, alpha, n_threads);
+                 p.t = std::make_unique<LoraTrainer>(*dm, targets, rank, alpha, n_threads, dropout);
                  p.model = &model;
                  return p;
              }),
              py::arg("model"), py::arg("targets"), py::arg("rank"), py::arg("alpha"), py::arg("n_threads") = 0,
-             py::keep_alive<1, 2>())
-        .def("step", [](PyTrainer& self, const py::array& ids, const py::array& targets, float grad_scale) {
+             py::arg("dropout") = 0.0f, py::keep_alive<1, 2>())
+        .def("step", [](PyTrainer& self, const py::array& ids, const py::array& targets, float grad_scale,
+                        int64_t seed) {
                  std::vector<int32_t> i = ints(ids, "ids"), t = ints(targets, "targets");
                  same_length(i, t);
                  LoraTrainer& tr = self.live("step");
@@ -76,10 +77,10 @@ void register_train(py::module_& m) {
                  double loss;
                  {
                      py::gil_scoped_release nogil;
-                     loss = tr.step(i.data(), t.data(), (int)i.size(), grad_scale, &counted);
+                     loss = tr.step(i.data(), t.data(), (int)i.size(), grad_scale, &counted, seed);
                  }
                  return py::make_tuple(loss, counted);
-             }, py::arg("ids"), py::arg("targets"), py::arg("grad_scale"))
+             }, py::arg("ids"), py::arg("targets"), py::arg("grad_scale"), py::arg("seed") = 0)
         .def("loss", [](PyTrainer& self, const py::array& ids, const py::array& targets) {
                  std::vector<int32_t> i = ints(ids, "ids"), t = ints(targets, "targets");
                  same_length(i, t);

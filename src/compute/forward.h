@@ -47,6 +47,7 @@ void forward_rms_norm_back(const Tensor* t, const ComputeParams& p);
 void forward_layer_norm_back(const Tensor* t, const ComputeParams& p);
 void forward_soft_max_back(const Tensor* t, const ComputeParams& p);
 void forward_act_back(const Tensor* t, const ComputeParams& p);  // SILU_BACK, GELU_BACK
+void forward_dropout(const Tensor* t, const ComputeParams& p);
 
 // Rows [r0, r1) of n rows for thread ith of nth (contiguous blocks).
 inline void split_rows(int64_t n, int ith, int nth, int64_t& r0, int64_t& r1) {

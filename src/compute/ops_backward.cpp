@@ -192,4 +192,27 @@ void forward_act_back(const Tensor* t, const ComputeParams& p) {
     }
 }
 
+// keep element i when the top 24 bits of splitmix64(seed + i) are >= p * 2^24
+void forward_dropout(const Tensor* t, const ComputeParams& p) {
+    const Tensor* x = t->src[0];
+    const float prob = param_f32(t, 0);
+    const uint64_t seed = (uint64_t)param_i64(t, 2);
+    const uint32_t cut = (uint32_t)((double)prob * 16777216.0);
+    const float keep_scale = 1.0f / (1.0f - prob);
+    const int64_t n = t->ne[0];
+    int64_t r0, r1;
+    split_rows(t->nrows(), p.ith, p.nth, r0, r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const char* xr = row_of(x, r);
+        float* y = out_row(t, r);
+        for (int64_t i = 0; i < n; ++i) {
+            uint64_t z = seed + (uint64_t)(r * n + i) * 0x9E3779B97F4A7C15ull;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            y[i] = (uint32_t)(z >> 40) >= cut ? at(x, xr, i) * keep_scale : 0.0f;
+        }
+    }
+}
+
 }  // namespace ggmlpy

@@ -264,6 +264,7 @@ void forward(const Tensor* t, const ComputeParams& p) {
         case Op::SOFT_MAX_BACK: forward_soft_max_back(t, p); break;
         case Op::SILU_BACK:
         case Op::GELU_BACK: forward_act_back(t, p); break;
+        case Op::DROPOUT: forward_dropout(t, p); break;
         default: break;
     }
 }

@@ -9,6 +9,7 @@
 //   RMS_NORM_BACK, LAYER_NORM_BACK [0] f32 eps  src: x, dy
 //   SOFT_MAX_BACK [0] f32 scale                  src: p, dp
 //   SILU_BACK, GELU_BACK                         src: x, dy
+//   DROPOUT    [0] f32 p [2..3] i64 seed         src: x
 //   SOFT_MAX   [0] f32 scale [1] causal [2..3] i64 n_past
 //   MUL_MAT    [0] causal side (0: none, CausalSide) [2..3] i64 n_past
 //   CPY        src: src, dst (the node is a view of dst)

@@ -71,6 +71,17 @@ Tensor* soft_max_back(Context& ctx, Tensor* p, Tensor* dp, float scale) {
 Tensor* silu_back(Context& ctx, Tensor* x, Tensor* dy) { return pair_node("silu_back", Op::SILU_BACK, ctx, x, dy); }
 Tensor* gelu_back(Context& ctx, Tensor* x, Tensor* dy) { return pair_node("gelu_back", Op::GELU_BACK, ctx, x, dy); }
 
+Tensor* dropout(Context& ctx, Tensor* x, float p, int64_t seed) {
+    need_f32("dropout", "x", x);
+    if (!(p >= 0.0f && p < 1.0f)) fail("dropout", "p must be in [0, 1)");
+    Tensor* t = ctx.new_node(DType::F32, x->ne);
+    t->op = Op::DROPOUT;
+    t->src[0] = x;
+    set_param_f32(t, 0, p);
+    set_param_i64(t, 2, seed);
+    return t;
+}
+
 Tensor* rope_back(Context& ctx, Tensor* dy, Tensor* pos, const RopeParams& p, Tensor* freq_factors) {
     Tensor* t = rope(ctx, dy, pos, p, freq_factors);
     t->op_params[8] = 1;

@@ -39,6 +39,7 @@ const char* op_name(Op op) {
         case Op::SOFT_MAX_BACK: return "soft_max_back";
         case Op::SILU_BACK: return "silu_back";
         case Op::GELU_BACK: return "gelu_back";
+        case Op::DROPOUT: return "dropout";
         case Op::COUNT: break;
     }
     return "?";

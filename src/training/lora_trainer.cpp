@@ -12,8 +12,9 @@
 namespace ggmlpy {
 
 LoraTrainer::LoraTrainer(const DecoderModel& model, const std::vector<std::string>& targets, int rank, float alpha,
-                         int n_threads)
-    : model_(model), gptj_(model.arch() == "gptj") {
+                         int n_threads, float dropout)
+    : model_(model), gptj_(model.arch() == "gptj"), dropout_(dropout) {
+    if (!(dropout >= 0.0f && dropout < 1.0f)) throw ValueError("dropout must be in [0, 1)");
     if (model.arch() != "llama" && model.arch() != "gptj")
         throw ValueError("LoRA training supports llama and gptj models, not '" + model.arch() + "'");
     if (rank < 1 || rank > 4096) throw ValueError("rank must be in [1, 4096], got " + std::to_string(rank));
@@ -36,6 +37,7 @@ LoraTrainer::LoraTrainer(const DecoderModel& model, const std::vector<std::strin
         s.n_out = w->ne[1];
         s.r = rank;
         s.scale = alpha / (float)rank;
+        s.index = (int)slots_.size();
         s.a.assign((size_t)(s.n_in * rank), 0.0f);
         s.b.assign((size_t)(rank * s.n_out), 0.0f);
         s.ga.assign(s.a.size(), 0.0f);
@@ -70,9 +72,10 @@ void LoraTrainer::check_tokens(const int32_t* ids, const int32_t* targets, int n
     }
 }
 
-Tensor* LoraTrainer::forward(Context& ctx, Graph& g, Tensor* ids, Tensor* pos, std::vector<Tensor*>& xs) {
+Tensor* LoraTrainer::forward(Context& ctx, Graph& g, Tensor* ids, Tensor* pos, std::vector<Tensor*>& xs,
+                             float dropout, int64_t seed) {
     const ModelWeights& w = model_.weights();
-    TrainGraph tg(ctx, g, model_.hparams(), w, gptj_, pos, by_weight_);
+    TrainGraph tg(ctx, g, model_.hparams(), w, gptj_, pos, by_weight_, dropout, seed);
     Tensor* x = get_rows(ctx, w.tok_embd, ids);  // [n_embd, T]
     for (int il = 0; il < model_.hparams().n_layer; ++il) {
         xs.push_back(x);
@@ -128,13 +131,14 @@ double LoraTrainer::loss(const int32_t* ids, const int32_t* targets, int n, int6
     Graph g;
     std::vector<Tensor*> xs;
     Tensor* logits = forward(ctx, g, ctx.new_tensor_external(DType::I32, {n}, ids),
-                             ctx.new_tensor_external(DType::I32, {n}, pos.data()), xs);
+                             ctx.new_tensor_external(DType::I32, {n}, pos.data()), xs, 0.0f, 0);
     compute(g, *pool_, n_threads_, &fwd_buf_);
     peak_ = std::max(peak_, fwd_buf_.capacity());
     return cross_entropy(static_cast<float*>(logits->data), targets, n, 0.0f, false, counted);
 }
 
-double LoraTrainer::step(const int32_t* ids, const int32_t* targets, int n, float grad_scale, int64_t* counted) {
+double LoraTrainer::step(const int32_t* ids, const int32_t* targets, int n, float grad_scale, int64_t* counted,
+                         int64_t seed) {
     check_tokens(ids, targets, n);
     if (!std::isfinite(grad_scale)) throw ValueError("grad_scale must be finite");
     const HParams& hp = model_.hparams();
@@ -146,7 +150,7 @@ double LoraTrainer::step(const int32_t* ids, const int32_t* targets, int n, floa
     Graph fg;
     std::vector<Tensor*> xs;
     Tensor* logits = forward(fctx, fg, fctx.new_tensor_external(DType::I32, {n}, ids),
-                             fctx.new_tensor_external(DType::I32, {n}, pos.data()), xs);
+                             fctx.new_tensor_external(DType::I32, {n}, pos.data()), xs, dropout_, seed);
     compute(fg, *pool_, n_threads_, &fwd_buf_);
     const double total = cross_entropy(static_cast<float*>(logits->data), targets, n, grad_scale, true, counted);
 
@@ -156,7 +160,7 @@ double LoraTrainer::step(const int32_t* ids, const int32_t* targets, int n, floa
         Context ctx(false);
         Graph g;
         Tensor* p = ctx.new_tensor_external(DType::I32, {n}, pos.data());
-        TrainGraph tg(ctx, g, hp, model_.weights(), gptj_, p, by_weight_);
+        TrainGraph tg(ctx, g, hp, model_.weights(), gptj_, p, by_weight_, dropout_, seed);
         Tensor* dx = build(tg, ctx);
         g.build_forward(dx);
         compute(g, *pool_, n_threads_, &bwd_buf_);

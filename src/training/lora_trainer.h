@@ -23,13 +23,16 @@ public:
     // targets: GGUF weight names (each must be in model.lora_targets()); rank >= 1; scale of every
     // pair = alpha / rank. A and B start at zero (set them from Python). The model must outlive
     // the trainer and must not evaluate while a step runs.
+    // dropout: PEFT's lora_dropout probability on each adapter's input (training steps only).
     LoraTrainer(const DecoderModel& model, const std::vector<std::string>& targets, int rank, float alpha,
-                int n_threads);
+                int n_threads, float dropout = 0.0f);
 
     // One sequence: ids[0..n) in, targets[0..n) the token each position must predict (-1: not
     // counted). Returns the summed cross-entropy over counted positions and sets *counted; adds
-    // grad_scale * d(sum)/d(A, B) to every slot's ga / gb.
-    double step(const int32_t* ids, const int32_t* targets, int n, float grad_scale, int64_t* counted);
+    // grad_scale * d(sum)/d(A, B) to every slot's ga / gb. seed: this sequence's dropout masks
+    // (slot k's is TrainGraph::dropout_seed(seed, k)).
+    double step(const int32_t* ids, const int32_t* targets, int n, float grad_scale, int64_t* counted,
+                int64_t seed = 0);
     // Loss only (no gradients): the same forward, for evaluation.
     double loss(const int32_t* ids, const int32_t* targets, int n, int64_t* counted);
     void zero_grad();
@@ -40,7 +43,8 @@ public:
 
 private:
     // Forward of every layer into fwd_buf_; returns the logits node, layer inputs in xs.
-    Tensor* forward(Context& ctx, Graph& g, Tensor* ids, Tensor* pos, std::vector<Tensor*>& xs);
+    Tensor* forward(Context& ctx, Graph& g, Tensor* ids, Tensor* pos, std::vector<Tensor*>& xs, float dropout,
+                    int64_t seed);
     // Loss of logits [n_vocab, n] against targets; with grad, logits become dloss/dlogits * grad_scale.
     double cross_entropy(float* logits, const int32_t* targets, int n, float grad_scale, bool grad,
                          int64_t* counted);
@@ -49,6 +53,7 @@ private:
     const DecoderModel& model_;
     bool gptj_;
     int n_threads_;
+    float dropout_;
     std::unique_ptr<ThreadPool> pool_;
     std::vector<LoraSlot> slots_;
     std::unordered_map<const Tensor*, LoraSlot*> by_weight_;

@@ -9,8 +9,8 @@
 namespace ggmlpy {
 
 TrainGraph::TrainGraph(Context& ctx, Graph& g, const HParams& hp, const ModelWeights& w, bool gptj, Tensor* pos,
-                       const std::unordered_map<const Tensor*, LoraSlot*>& slots)
-    : ctx_(ctx), g_(g), hp_(hp), w_(w), gptj_(gptj), pos_(pos), slots_(slots) {}
+                       const std::unordered_map<const Tensor*, LoraSlot*>& slots, float dropout, int64_t seed)
+    : ctx_(ctx), g_(g), hp_(hp), w_(w), gptj_(gptj), pos_(pos), slots_(slots), dropout_(dropout), seed_(seed) {}
 
 // ---- linear maps: y = W x + s B (A x) --------------------------------------------------------
 
@@ -23,7 +23,8 @@ TrainGraph::Lin TrainGraph::lin_forward(Tensor* w, Tensor* x) {
         l.slot = it->second;
         l.a = ctx_.new_tensor_external(DType::F32, {l.slot->n_in, l.slot->r}, l.slot->a.data());
         l.b = ctx_.new_tensor_external(DType::F32, {l.slot->r, l.slot->n_out}, l.slot->b.data());
-        l.u = mul_mat(ctx_, l.a, x);  // [r, T]
+        l.xd = dropout_ > 0.0f ? dropout(ctx_, x, dropout_, dropout_seed(seed_, l.slot->index)) : x;
+        l.u = mul_mat(ctx_, l.a, l.xd);  // [r, T]
     }
     return l;
 }
@@ -34,17 +35,20 @@ Tensor* TrainGraph::lin_out(const Lin& l) {
     return y;
 }
 
-// dx = W^T dy + s A^T (B^T dy); dB = s dy u^T; dA = s (B^T dy) x^T, with u = A x.
+// dx = W^T dy + s D(A^T (B^T dy)); dB = s dy u^T; dA = s (B^T dy) xd^T, with xd = D(x) (dropout's
+// mask, the same on the way back; D is the identity without dropout) and u = A xd.
 Tensor* TrainGraph::lin_backward(const Lin& l, Tensor* dy) {
     Tensor* dx = mul_mat_t(ctx_, l.w, dy);  // [n_in, T], from W's own blocks
     if (!l.slot) return dx;
     const float s = l.slot->scale;
     Tensor* v = mul_mat_t(ctx_, l.b, dy);  // B^T dy [r, T]
-    dx = add(ctx_, dx, scale(ctx_, mul_mat_t(ctx_, l.a, v), s));
+    Tensor* dxd = mul_mat_t(ctx_, l.a, v);  // [n_in, T]
+    if (l.xd != l.x) dxd = dropout(ctx_, dxd, dropout_, dropout_seed(seed_, l.slot->index));
+    dx = add(ctx_, dx, scale(ctx_, dxd, s));
     // mul_mat(a, b) contracts ne[0]: tokens are made the leading dim of both operands
     Tensor* dyt = cont(ctx_, transpose(ctx_, dy));   // [T, n_out]
     Tensor* ut = cont(ctx_, transpose(ctx_, l.u));   // [T, r]
-    Tensor* xt = cont(ctx_, transpose(ctx_, l.x));   // [T, n_in]
+    Tensor* xt = cont(ctx_, transpose(ctx_, l.xd));  // [T, n_in]
     Tensor* vt = cont(ctx_, transpose(ctx_, v));     // [T, r]
     GradOut go;
     go.slot = l.slot;

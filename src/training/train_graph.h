@@ -19,6 +19,7 @@ struct LoraSlot {
     Tensor* w = nullptr;
     int64_t n_in = 0, n_out = 0, r = 0;
     float scale = 1.0f;    // alpha / r
+    int index = 0;         // position in the trainer's slots (its dropout mask seed)
     std::vector<float> a, b, ga, gb;
 };
 
@@ -31,9 +32,11 @@ struct GradOut {
 
 class TrainGraph {
 public:
-    // slots: the LoRA slot of each adapted weight. pos: I32 [T] positions 0 .. T-1.
+    // slots: the LoRA slot of each adapted weight. pos: I32 [T] positions 0 .. T-1. dropout:
+    // PEFT's lora_dropout on each adapter's input, mask seed dropout_seed(seed, slot.index).
     TrainGraph(Context& ctx, Graph& g, const HParams& hp, const ModelWeights& w, bool gptj, Tensor* pos,
-               const std::unordered_map<const Tensor*, LoraSlot*>& slots);
+               const std::unordered_map<const Tensor*, LoraSlot*>& slots, float dropout = 0.0f, int64_t seed = 0);
+    static int64_t dropout_seed(int64_t seed, int slot) { return (int64_t)((uint64_t)seed * 1000003u + (uint64_t)slot); }
 
     // A linear map with what its backward needs.
     struct Lin {
@@ -41,7 +44,8 @@ public:
         Tensor* x = nullptr;   // input [n_in, T]
         LoraSlot* slot = nullptr;
         Tensor* a = nullptr, *b = nullptr;  // leaves over slot->a / slot->b
-        Tensor* u = nullptr;   // A x [r, T]
+        Tensor* xd = nullptr;  // the adapter's input: x, or dropout(x) [n_in, T]
+        Tensor* u = nullptr;   // A xd [r, T]
     };
     struct Attn {
         Tensor* q = nullptr, *k = nullptr, *v = nullptr;  // after rope: [hd, n_head(_kv), T]; v [hd, n_head_kv, T]
@@ -88,6 +92,8 @@ private:
     bool gptj_;
     Tensor* pos_;
     const std::unordered_map<const Tensor*, LoraSlot*>& slots_;
+    float dropout_;
+    int64_t seed_;
     std::vector<GradOut> grads_;
 };
 

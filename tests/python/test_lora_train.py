@@ -285,3 +285,41 @@ def test_smollm2_learns_a_response_format(smollm2_path, tmp_path):
         before = m.create_chat_completion(msgs, max_tokens=12, temperature=0)["choices"][0]["message"]["content"]
     assert out.startswith("ANSWER: ") and "#END" in out, out
     assert not before.startswith("ANSWER:")
+
+
+def test_dropout_gradients_match_peft_with_the_same_masks(tmp_path):
+    """lora_dropout: PEFT's dropout modules are replaced by our masks (made by the dropout op with
+    the seeds the trainer uses), then loss and gradients agree as without dropout; a mask keeps
+    about 1 - p of the inputs, scaled by 1 / (1 - p)."""
+    from ggmlpy import _core
+    p_drop = 0.3
+    pair = Pair(tmp_path, "llama")
+    lm = LoraModel(pair.model, None, rank=4, alpha=8.0, dropout=p_drop, seed=11)
+    for s, s0 in zip(lm.slots, pair.lm.slots):
+        s["a"][...] = s0["a"]
+        s["b"][...] = s0["b"]
+    batch = _batch(seed=9, n=1)
+    T = len(batch[0])
+    seq_seed = lm.dropout_seed(0, 0)
+    for k, s in enumerate(lm.slots):
+        n_in = s["a"].shape[1]
+        g = _core.ops.Graph()
+        mask, = g.compute([g.dropout(g.input(np.ones((T, n_in), np.float32)), p_drop, seq_seed * 1000003 + k)])
+        kept = (mask > 0).mean()
+        assert abs(kept - (1 - p_drop)) < 0.05 and np.allclose(mask[mask > 0], 1 / (1 - p_drop))
+        layer = pair.module[s["name"]]
+        mod = pair.peft.get_submodule(layer)
+        m_t = torch.from_numpy(np.array(mask))
+
+        class Mask(torch.nn.Module):
+            def forward(self, x, m=m_t):
+                return x * m
+        mod.lora_dropout["default"] = Mask()
+    out = pair.peft(torch.tensor(np.stack(batch)), labels=torch.tensor(np.stack(batch)))
+    out.loss.backward()
+    lm._t.zero_grad()
+    loss, n = lm.accumulate(_ours(batch), 1.0 / (T - 1), step=0)
+    assert abs(loss / n - out.loss.item()) <= 1e-4 * out.loss.item()
+    for s in lm.slots:
+        assert rel_err(s["ga"], pair.peft_a(s["name"]).grad.numpy()) <= 1e-4
+        assert rel_err(s["gb"], pair.to_gguf(s["name"], pair.peft_b(s["name"]).grad.numpy())) <= 1e-4

@@ -11,7 +11,8 @@ def run_finetune(a) -> int:
     _check(a.threads >= 0, "-t/--threads", a.threads, "an int >= 0")
     base = _resolve_model(a.model)
     try:
-        s = finetune(base, a.data, a.output, ctx=a.ctx, rank=a.rank, alpha=a.alpha, targets=a.targets,
+        s = finetune(base, a.data, a.output, ctx=a.ctx, rank=a.rank, alpha=a.alpha, dropout=a.dropout,
+                     targets=a.targets,
                      lr=a.lr, weight_decay=a.weight_decay, epochs=a.epochs, max_steps=a.max_steps,
                      batch_size=a.batch_size, grad_accum=a.grad_accum, warmup=a.warmup, schedule=a.schedule,
                      max_grad_norm=a.clip, seed=a.seed, eval_fraction=a.eval_split, eval_every=a.eval_every,
@@ -48,6 +49,7 @@ def add_subparsers(sub) -> None:
     s.add_argument("--ctx", type=int, default=256, help="tokens per training sequence (default 256)")
     s.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
     s.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; scale = alpha / r (default 16)")
+    s.add_argument("--dropout", type=float, default=0.0, help="LoRA dropout on the adapters' input (default 0)")
     s.add_argument("--targets", default=None,
                    help="comma-separated modules (llama: q,k,v,o,gate,up,down; gptj: q,k,v,out,fc_in,fc_out; "
                         "HF names too); default all")

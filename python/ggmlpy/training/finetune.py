@@ -62,7 +62,7 @@ def _save_checkpoint(path: Path, lm: LoraModel, opt: AdamW, step: int, tokens: i
 def _load_checkpoint(path: Path, lm: LoraModel, opt: AdamW, config: dict):
     with np.load(path) as z:
         saved = json.loads(str(z["config"]))
-        keys = ("targets", "rank", "alpha", "ctx", "data", "seed", "batch_size", "grad_accum")
+        keys = ("targets", "rank", "alpha", "dropout", "ctx", "data", "seed", "batch_size", "grad_accum")
         diff = [k for k in keys if saved.get(k) != config.get(k)]
         if diff:
             raise ValueError(f"{path}: checkpoint from another run ({', '.join(diff)} differ)")
@@ -72,7 +72,8 @@ def _load_checkpoint(path: Path, lm: LoraModel, opt: AdamW, config: dict):
         return int(z["step"]), int(z["tokens"])
 
 
-def finetune(model, data, output, *, ctx: int = 256, rank: int = 8, alpha: float = 16.0, targets=None,
+def finetune(model, data, output, *, ctx: int = 256, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
+             targets=None,
              lr: float = 2e-4, weight_decay: float = 0.0, epochs: int = 1, max_steps: Optional[int] = None,
              batch_size: int = 1, grad_accum: int = 1, warmup: int = 0, schedule: str = "cosine",
              max_grad_norm: float = 1.0, seed: int = 0, eval_fraction: float = 0.1, eval_every: int = 0,
@@ -106,14 +107,14 @@ def finetune(model, data, output, *, ctx: int = 256, rank: int = 8, alpha: float
             raise ValueError(f"the model's n_ctx {m.n_ctx} is smaller than ctx + 1 = {ctx + 1}")
         seqs = load_sequences(m, data, ctx, chat_template)
         train, held = split(seqs, eval_fraction, seed)
-        lm = LoraModel(m, targets, rank, alpha, seed, n_threads)
+        lm = LoraModel(m, targets, rank, alpha, seed, n_threads, dropout)
         if init_adapter is not None:
             lm.load_adapter(init_adapter)
         opt = AdamW(lm.params(), weight_decay=weight_decay)
         per_step = batch_size * grad_accum
         steps_per_epoch = max(1, math.ceil(len(train) / per_step))
         total = max_steps or epochs * steps_per_epoch
-        config = dict(targets=lm.targets, rank=rank, alpha=float(alpha), ctx=ctx, data=str(data), seed=seed,
+        config = dict(targets=lm.targets, rank=rank, alpha=float(alpha), dropout=float(dropout), ctx=ctx, data=str(data), seed=seed,
                       batch_size=batch_size, grad_accum=grad_accum, lr=lr, schedule=schedule, warmup=warmup,
                       total_steps=total, base=str(m.model_path))
         ckpt = checkpoint_path(output)

@@ -18,15 +18,17 @@ Seq = Tuple[np.ndarray, np.ndarray]  # (ids, targets) int32, targets -1 where no
 
 class LoraModel:
     def __init__(self, model, targets=None, rank: int = 8, alpha: float = 16.0, seed: int = 0,
-                 n_threads: int = 0):
+                 n_threads: int = 0, dropout: float = 0.0):
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be an int >= 1, got {rank!r}")
         self.model = model
         self.arch = model.arch
-        self.rank, self.alpha = rank, float(alpha)
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.rank, self.alpha, self.dropout, self.seed = rank, float(alpha), float(dropout), int(seed)
         self.targets = resolve_targets(self.arch, targets, model._m.n_layer)
         with model._lock:
-            self._t = _core.LoraTrainer(model._core, self.targets, rank, self.alpha, n_threads)
+            self._t = _core.LoraTrainer(model._core, self.targets, rank, self.alpha, n_threads, self.dropout)
         self.slots = self._t.slots()
         self.init_params(seed)
 
@@ -96,14 +98,19 @@ class LoraModel:
         if self.model._core is None:
             raise ValueError("the model is closed")
 
-    def accumulate(self, batch: Sequence[Seq], grad_scale: float) -> Tuple[float, int]:
+    def dropout_seed(self, step: int, j: int) -> int:
+        """The dropout seed of sequence j of optimizer step `step` (slot k's mask uses
+        seed * 1000003 + k, as the C++ TrainGraph::dropout_seed)."""
+        return (self.seed * 1000003 + step * 65537 + j) % (1 << 62)
+
+    def accumulate(self, batch: Sequence[Seq], grad_scale: float, step: int = 0) -> Tuple[float, int]:
         """Adds grad_scale * d(summed loss)/d(params) of every sequence; returns (summed loss,
-        counted tokens)."""
+        counted tokens). step picks the dropout masks."""
         total, count = 0.0, 0
-        for ids, tg in batch:
+        for j, (ids, tg) in enumerate(batch):
             with self.model._lock:
                 self._check_open()
-                loss, n = self._t.step(ids, tg, grad_scale)
+                loss, n = self._t.step(ids, tg, grad_scale, self.dropout_seed(step, j))
             total += loss
             count += n
         return total, count
@@ -116,7 +123,7 @@ class LoraModel:
         if count == 0:
             raise ValueError("the batch has no counted tokens")
         self._t.zero_grad()
-        total, _ = self.accumulate(batch, 1.0 / count)
+        total, _ = self.accumulate(batch, 1.0 / count, opt.t)
         norm = clip_grads(self.grads(), max_grad_norm)
         opt.step(self.grads(), lr)
         return total / count, count, norm
