@@ -74,10 +74,8 @@ def _hf_from_gguf(path):
                       rms_norm_eps=float(k("attention.layer_norm_rms_epsilon")),
                       rope_theta=float(k("rope.freq_base", 10000.0)), max_position_embeddings=2048,
                       tie_word_embeddings="output.weight" not in t)
-    with torch.device("meta"):
-        model = LlamaForCausalLM(cfg)
+    model = LlamaForCausalLM(cfg)
     tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
-    sd = {}
     for name, p in model.named_parameters():
         g = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
         x = t[g]
@@ -86,8 +84,8 @@ def _hf_from_gguf(path):
             w = interleaved_to_hf(w, cfg.num_attention_heads)
         elif ".attn_k." in g:
             w = interleaved_to_hf(w, cfg.num_key_value_heads)
-        sd[name] = torch.from_numpy(np.ascontiguousarray(w))
-    model.load_state_dict(sd, assign=True, strict=False)
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
     if cfg.tie_word_embeddings:
         model.tie_weights()
     return model.float(), n_vocab

@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "ggmlpy/error.h"
 #include "ggmlpy/ops.h"
+#include "kernels/kernels.h"
 
 namespace ggmlpy {
 
@@ -93,6 +95,7 @@ double LoraTrainer::cross_entropy(float* logits, const int32_t* targets, int n, 
                                   int64_t* counted) {
     const int64_t nv = model_.n_vocab();
     std::vector<double> row_loss((size_t)n, 0.0);
+    const KernelTable& kt = kernels();
     pool_->run(n_threads_, [&](int ith, int nth) {
         for (int t = ith; t < n; t += nth) {
             float* z = logits + (size_t)t * (size_t)nv;
@@ -102,14 +105,18 @@ double LoraTrainer::cross_entropy(float* logits, const int32_t* targets, int n, 
             }
             float mx = -std::numeric_limits<float>::infinity();
             for (int64_t i = 0; i < nv; ++i) mx = std::max(mx, z[i]);
-            double sum = 0.0;
-            for (int64_t i = 0; i < nv; ++i) sum += std::exp((double)z[i] - mx);
-            const double lse = mx + std::log(sum);
-            row_loss[(size_t)t] = lse - z[targets[t]];
-            if (grad) {  // d/dz = softmax(z) - onehot(target), times grad_scale
-                for (int64_t i = 0; i < nv; ++i) z[i] = (float)(std::exp((double)z[i] - lse) * grad_scale);
-                z[targets[t]] -= grad_scale;
+            const float zt = z[targets[t]];
+            if (!grad) {
+                double sum = 0.0;
+                for (int64_t i = 0; i < nv; ++i) sum += std::exp((double)z[i] - mx);
+                row_loss[(size_t)t] = mx + std::log(sum) - zt;
+                continue;
             }
+            // z = exp(z - mx) (the table's exp, summed in double), then softmax * grad_scale - onehot
+            const double sum = kt.vec_exp_sum_f32(nv, z, z, mx);
+            row_loss[(size_t)t] = mx + std::log(sum) - zt;
+            kt.vec_scale_f32(nv, z, (float)(grad_scale / sum));
+            z[targets[t]] -= grad_scale;
         }
     });
     double total = 0.0;
