@@ -354,3 +354,26 @@ def test_stress_training_threads_and_interleaving(arch, tmp_path):
             lm.accumulate(batch, 0.01)
     for a, b in zip(*grads):
         assert rel_err(a, b) < 1e-5
+
+
+def test_init_adapter_from_converted_peft(tmp_path):
+    """--init-adapter / LoraModel.load_adapter: a PEFT adapter converted by us (alpha 8, r 4) loads
+    into a run with another alpha (B rescaled so the product is the same) and gives PEFT's loss;
+    an adapter with other targets or another rank is refused."""
+    from ggmlpy.lora import convert_peft
+    p = Pair(tmp_path, "llama")
+    p.peft.save_pretrained(tmp_path / "peft")
+    ad = convert_peft(tmp_path / "peft", tmp_path / "init.gguf", str(p.base))
+    lm = LoraModel(p.model, None, rank=4, alpha=2.0)
+    lm.load_adapter(ad)
+    batch = _ours(_batch(seed=4, n=1))
+    ref, _ = p.lm.eval_loss(batch)          # p.lm holds PEFT's A and B directly
+    got, _ = lm.eval_loss(batch)
+    assert abs(got - ref) <= 1e-6 * ref
+    ids = torch.tensor([batch[0][0].astype(np.int64)])
+    out = p.peft(ids, labels=ids)
+    assert abs(ref - out.loss.item()) <= 1e-4 * out.loss.item()
+    with pytest.raises(ValueError, match="targets differ"):
+        LoraModel(p.model, "q,v", rank=4, alpha=8.0).load_adapter(ad)
+    with pytest.raises(ValueError, match="has rank 4, this run uses rank 2"):
+        LoraModel(p.model, None, rank=2, alpha=8.0).load_adapter(ad)
