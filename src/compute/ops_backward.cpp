@@ -32,26 +32,51 @@ inline float* out_row(const Tensor* t, int64_t r) {
 
 // MUL_MAT_T work: slices of CB columns of a (whole blocks), each over all M rows in chunks of MB.
 constexpr int64_t MB = 128;
+constexpr size_t Q8_ROW = sizeof(block_q8_0);  // bytes per 32 values in q8_0
 
 int64_t slice_cols(const Tensor* a) { return std::max<int64_t>(dtype_traits(a->type).block_size, 64); }
 
-// Per-thread scratch in floats: the dequantized chunk, its transpose, one gemm result, the sums.
+// A quantized weight takes the int8 path: its transposed tiles and d are quantized to q8_0 and
+// dotted by the table's q8_0 gemm, as its forward matmul quantizes the activations. Float weights
+// (f32, f16, bf16) stay in f32 throughout.
+bool int8_path(const Tensor* t) {
+    const Tensor* a = t->src[0];
+    const TypeKernels& q8 = kernels().type[(int)DType::Q8_0];
+    return dtype_traits(a->type).quantized && a->ne[1] % QK8_0 == 0 && q8.gemm_pack && q8.from_float &&
+           q8.vec_dot_type == DType::Q8_0;
+}
+
+// int8 path: d's columns, quantized, packed for gemm_pack: per chunk of MB rows of a, panels of 8
+// columns (q8_0_pack8), each PANEL bytes.
+size_t panel_bytes(int64_t nm) { return (q8_0_pack8_size(nm) + 63) / 64 * 64; }
+
+// Shared bytes (int8 path: d quantized, one q8_0 row of M values per column j) and per-thread
+// floats (the dequantized chunk, its transpose, one gemm result, the sums; int8: + the tile in q8_0).
+size_t shared_bytes(const Tensor* t) {
+    if (!int8_path(t)) return 0;
+    const int64_t M = t->src[0]->ne[1], N = t->src[1]->ne[1];
+    const size_t q = (size_t)N * (size_t)(M / QK8_0) * Q8_ROW;           // quantized columns
+    const size_t panels = (size_t)((M + MB - 1) / MB) * (size_t)((N + 7) / 8) * panel_bytes(MB);
+    return (q + 63) / 64 * 64 + panels;
+}
 size_t mul_mat_t_scratch(const Tensor* t) {
     const int64_t cb = slice_cols(t->src[0]), n = t->ne[1];
-    return (size_t)(2 * MB * cb + 2 * n * cb);
+    size_t f = (size_t)(2 * MB * cb + 2 * n * cb);
+    if (int8_path(t)) f += (size_t)cb * (MB / QK8_0) * Q8_ROW / sizeof(float) + 1;
+    return f;
 }
 
 }  // namespace
 
 size_t mul_mat_t_work_size(const Tensor* t, int nth) {
-    return (size_t)nth * mul_mat_t_scratch(t) * sizeof(float) + 64 * (size_t)nth;
+    return shared_bytes(t) + 64 + (size_t)nth * mul_mat_t_scratch(t) * sizeof(float) + 64 * (size_t)nth;
 }
 
 // out [K, N] = a^T d with a [K, M], d [M, N]. A work item is a slice of CB columns of a: for each
 // chunk of MB rows it dequantizes a [MB, CB] tile (a's own blocks, never the whole matrix),
-// transposes it so that each of the CB columns is a dense row of MB values, and lets the f32 gemm
-// kernel of the table dot those rows with the chunk of every column of d: sums [N, CB] += the
-// tile's products; then row j of the sums is out[c0 .. c0 + CB, j].
+// transposes it so that each of the CB columns is a dense row of MB values, and lets a gemm kernel
+// of the table dot those rows with the chunk of every column of d (f32, or both in q8_0 for a
+// quantized a): sums [N, CB] += the tile's products; then row j of the sums is out[c0 .. c0 + CB, j].
 void forward_mul_mat_t(const Tensor* t, const ComputeParams& p) {
     const Tensor* a = t->src[0];
     const Tensor* d = t->src[1];
@@ -59,12 +84,32 @@ void forward_mul_mat_t(const Tensor* t, const ComputeParams& p) {
     const int64_t cb = slice_cols(a);
     const int64_t n_slices = (K + cb - 1) / cb;
     const DTypeTraits& tr = dtype_traits(a->type);
-    const TypeKernels& f32 = kernels().type[(int)DType::F32];
-    const int rx = std::max(1, f32.gemm_rows_x), ry = std::max(1, f32.gemm_rows_y);
-    float* tile = reinterpret_cast<float*>(p.wdata) + (size_t)p.ith * mul_mat_t_scratch(t);
+    const bool q8 = int8_path(t);
+    const TypeKernels& gk = kernels().type[(int)(q8 ? DType::Q8_0 : DType::F32)];  // q8: gemm_pack
+    const int rx = std::max(1, gk.gemm_rows_x), ry = std::max(1, gk.gemm_rows_y);
+    const size_t qrow = (size_t)(M / QK8_0) * Q8_ROW;  // int8: bytes of one quantized column of d
+    const int64_t n_groups = (N + 7) / 8;
+    char* dq = p.wdata;
+    char* panels = dq + ((size_t)N * qrow + 63) / 64 * 64;
+    if (q8) {  // d quantized and packed once, by all threads; every slice reads all of it
+        for (int64_t j = p.ith; j < N; j += p.nth)
+            gk.from_float(reinterpret_cast<const float*>(row_of(d, j)), dq + (size_t)j * qrow, M);
+        p.barrier();
+        const int64_t n_chunks = (M + MB - 1) / MB;
+        for (int64_t w = p.ith; w < n_chunks * n_groups; w += p.nth) {
+            const int64_t ci = w / n_groups, gi = w % n_groups, m0 = ci * MB;
+            const int nj = (int)std::min<int64_t>(8, N - gi * 8);
+            q8_0_pack8(dq + (size_t)(gi * 8) * qrow + (size_t)(m0 / QK8_0) * Q8_ROW, qrow, nj,
+                       panels + (size_t)w * panel_bytes(MB), std::min(MB, M - m0));
+        }
+        p.barrier();
+    }
+    char* mine = p.wdata + ((shared_bytes(t) + 63) / 64 * 64) + (size_t)p.ith * mul_mat_t_scratch(t) * sizeof(float);
+    float* tile = reinterpret_cast<float*>(mine);
     float* tile_t = tile + MB * cb;
     float* prod = tile_t + MB * cb;  // [N, cb]
     float* sums = prod + N * cb;     // [N, cb]
+    char* tile_q = reinterpret_cast<char*>(sums + N * cb);  // int8: [cb][MB / 32] q8_0 blocks
     for (int64_t s = p.ith; s < n_slices; s += p.nth) {
         const int64_t c0 = s * cb, nc = std::min(K, c0 + cb) - c0;
         const size_t byte0 = (size_t)(c0 / tr.block_size) * tr.type_size;
@@ -77,13 +122,31 @@ void forward_mul_mat_t(const Tensor* t, const ComputeParams& p) {
             for (int64_t c = 0; c < nc; ++c)
                 for (int64_t m = 0; m < nm; ++m) tile_t[c * nm + m] = tile[m * cb + c];
             // prod[j * cb + c] = dot(column c of the tile, d[m0 .. m0 + nm, j])
-            const char* dcol = static_cast<const char*>(d->data) + (size_t)m0 * d->nb[0];
+            const void* x = tile_t;
+            size_t bx = (size_t)nm * sizeof(float);
+            const char* y = static_cast<const char*>(d->data) + (size_t)m0 * d->nb[0];
+            const size_t by = d->nb[1];
+            if (q8) {
+                bx = (size_t)(nm / QK8_0) * Q8_ROW;
+                for (int64_t c = 0; c < nc; ++c) gk.from_float(tile_t + c * nm, tile_q + (size_t)c * bx, nm);
+                const int px = std::max(1, gk.gemm_pack_rows_x);
+                for (int64_t gi = 0; gi < n_groups; ++gi) {
+                    const int nj = (int)std::min<int64_t>(8, N - gi * 8);
+                    const char* pan = panels + (size_t)((m0 / MB) * n_groups + gi) * panel_bytes(MB);
+                    for (int64_t c = 0; c < nc; c += px) {
+                        const int ncx = (int)std::min<int64_t>(px, nc - c);
+                        gk.gemm_pack(nm, prod + gi * 8 * cb + c, (size_t)cb, tile_q + (size_t)c * bx, bx, ncx, pan, 0, nj);
+                    }
+                }
+                for (int64_t i = 0; i < N * cb; ++i) sums[i] += prod[i];
+                continue;
+            }
             for (int64_t j0 = 0; j0 < N; j0 += ry) {
                 const int nj = (int)std::min<int64_t>(ry, N - j0);
                 for (int64_t c = 0; c < nc; c += rx) {
                     const int ncx = (int)std::min<int64_t>(rx, nc - c);
-                    f32.gemm(nm, prod + j0 * cb + c, (size_t)cb, tile_t + c * nm, (size_t)nm * sizeof(float), ncx,
-                             dcol + (size_t)j0 * d->nb[1], d->nb[1], nj);
+                    gk.gemm(nm, prod + j0 * cb + c, (size_t)cb, static_cast<const char*>(x) + (size_t)c * bx, bx, ncx,
+                            y + (size_t)j0 * by, by, nj);
                 }
             }
             for (int64_t i = 0; i < N * cb; ++i) sums[i] += prod[i];

@@ -99,6 +99,26 @@ def test_mul_mat_t_every_type(nth, wtype):
     assert np.abs(got - ref).max() <= 1e-5 * np.sqrt(M) * np.abs(wref).max() * np.abs(d).max()
 
 
+@pytest.mark.parametrize("nth", THREADS)
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q8_0", "q4_K", "q6_K"])
+def test_mul_mat_t_int8_path(nth, wtype):
+    """M a multiple of 32: a quantized weight takes the int8 path (tiles and d in q8_0, as its
+    forward quantizes the activations). Bound: 1.2e-2 of the product of the norms of d's row and
+    w's column (measured at most 3e-3)."""
+    import gguf
+    from gguf.quants import dequantize
+    K, M, N = 512, 160, 21   # a full and a partial chunk of 128 rows, 3 panels of 8 columns
+    raw = np.asarray(_core.quantize(rand(M, K), wtype))
+    wref = dequantize(raw, getattr(gguf.GGMLQuantizationType, wtype.upper())).astype(np.float64)
+    d = rand(N, M)
+    g = ops.Graph()
+    got, = g.compute([g.mul_mat_t(g.input(raw, type=wtype, ne=[K, M]), g.input(d))], n_threads=nth)
+    ref = d.astype(np.float64) @ wref
+    bound = np.linalg.norm(d, axis=1)[:, None] * np.linalg.norm(wref, axis=0)[None, :]
+    ratio = np.abs(got - ref) / bound
+    assert ratio.max() <= 1.2e-2, ratio.max()
+
+
 def test_mul_mat_t_errors():
     g = ops.Graph()
     with pytest.raises(ValueError, match=r"mul_mat_t: .*a.ne\[1\] must equal d.ne\[0\]"):
