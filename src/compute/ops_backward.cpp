@@ -31,7 +31,7 @@ inline float* out_row(const Tensor* t, int64_t r) {
 }
 
 // MUL_MAT_T work: slices of CB columns of a (whole blocks), each over all M rows in chunks of MB.
-constexpr int64_t MB = 128;
+constexpr int64_t MB = 512;
 constexpr size_t Q8_ROW = sizeof(block_q8_0);  // bytes per 32 values in q8_0
 
 int64_t slice_cols(const Tensor* a) { return std::max<int64_t>(dtype_traits(a->type).block_size, 64); }

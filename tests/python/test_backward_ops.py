@@ -80,7 +80,7 @@ def test_rope_back_inverts_rope(nth):
 def test_mul_mat_t_every_type(nth, wtype):
     import gguf
     from gguf.quants import dequantize
-    K, M, N = 512, 150, 13   # several column slices and row chunks, odd token count
+    K, M, N = 512, 550, 13   # several column slices, a full and a partial row chunk, odd token count
     w = rand(M, K)
     if wtype == "f32":
         raw, wref = w, w.astype(np.float64)
@@ -107,7 +107,7 @@ def test_mul_mat_t_int8_path(nth, wtype):
     w's column (measured at most 3e-3)."""
     import gguf
     from gguf.quants import dequantize
-    K, M, N = 512, 160, 21   # a full and a partial chunk of 128 rows, 3 panels of 8 columns
+    K, M, N = 512, 544, 21   # a full and a partial chunk of 512 rows, 3 panels of 8 columns
     raw = np.asarray(_core.quantize(rand(M, K), wtype))
     wref = dequantize(raw, getattr(gguf.GGMLQuantizationType, wtype.upper())).astype(np.float64)
     d = rand(N, M)
