@@ -80,8 +80,6 @@ void LoraSet::load(const std::vector<LoraSpec>& specs, const std::string& arch, 
             b->set_name(tb->name);
             const float s = alpha != 0.0 ? (float)(spec.scale * alpha / (double)r) : spec.scale;
             terms_[w].push_back(LoraTerm{a, b, s});
-            bytes_ += ta->nbytes + tb->nbytes;
-            ++n_pairs_;
         }
         files_.push_back(std::move(f));
     }

@@ -43,14 +43,11 @@ public:
     // The adapters of weight w (nullptr when it has none).
     const std::vector<LoraTerm>* find(const Tensor* w) const;
     bool empty() const { return terms_.empty(); }
-    size_t bytes() const { return bytes_; }  // adapter tensor data, all files
-    size_t n_pairs() const { return n_pairs_; }
 
 private:
     std::vector<std::unique_ptr<GGUFFile>> files_;
     Context ctx_{false};  // leaves over the adapter mappings
     std::unordered_map<const Tensor*, std::vector<LoraTerm>> terms_;
-    size_t bytes_ = 0, n_pairs_ = 0;
 };
 
 // w x, plus every adapter of w when lora has some: x [n_in, n_tokens] -> [n_out, n_tokens].

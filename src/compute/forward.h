@@ -49,6 +49,19 @@ void forward_soft_max_back(const Tensor* t, const ComputeParams& p);
 void forward_act_back(const Tensor* t, const ComputeParams& p);  // SILU_BACK, GELU_BACK
 void forward_dropout(const Tensor* t, const ComputeParams& p);
 
+// Row index r (over ne1*ne2*ne3) -> byte offset through strides nb.
+inline size_t row_offset(const Tensor* t, int64_t r) {
+    const int64_t i1 = r % t->ne[1];
+    const int64_t i2 = (r / t->ne[1]) % t->ne[2];
+    const int64_t i3 = r / (t->ne[1] * t->ne[2]);
+    return (size_t)i1 * t->nb[1] + (size_t)i2 * t->nb[2] + (size_t)i3 * t->nb[3];
+}
+
+// Element i of an f32 row that starts at `row` (strided by nb[0]).
+inline float row_elem(const Tensor* t, const char* row, int64_t i) {
+    return *reinterpret_cast<const float*>(row + (size_t)i * t->nb[0]);
+}
+
 // Rows [r0, r1) of n rows for thread ith of nth (contiguous blocks).
 inline void split_rows(int64_t n, int ith, int nth, int64_t& r0, int64_t& r1) {
     const int64_t per = (n + nth - 1) / nth;

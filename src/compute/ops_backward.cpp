@@ -14,16 +14,7 @@
 namespace ggmlpy {
 namespace {
 
-inline size_t row_offset(const Tensor* t, int64_t r) {
-    const int64_t i1 = r % t->ne[1];
-    const int64_t i2 = (r / t->ne[1]) % t->ne[2];
-    const int64_t i3 = r / (t->ne[1] * t->ne[2]);
-    return (size_t)i1 * t->nb[1] + (size_t)i2 * t->nb[2] + (size_t)i3 * t->nb[3];
-}
-
-inline float at(const Tensor* t, const char* row, int64_t i) {
-    return *reinterpret_cast<const float*>(row + (size_t)i * t->nb[0]);
-}
+inline float at(const Tensor* t, const char* row, int64_t i) { return row_elem(t, row, i); }
 
 inline const char* row_of(const Tensor* t, int64_t r) { return static_cast<const char*>(t->data) + row_offset(t, r); }
 inline float* out_row(const Tensor* t, int64_t r) {

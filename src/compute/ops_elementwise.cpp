@@ -50,14 +50,6 @@ void convert_row(DType st, const char* sp, size_t ss, DType dt, char* dp, size_t
     for (int64_t i = 0; i < n; ++i) store(dt, dp + (size_t)i * ds, load(st, sp + (size_t)i * ss));
 }
 
-// Row index r (over ne1*ne2*ne3) -> byte offset through strides nb.
-inline size_t row_offset(const Tensor* t, int64_t r) {
-    const int64_t i1 = r % t->ne[1];
-    const int64_t i2 = (r / t->ne[1]) % t->ne[2];
-    const int64_t i3 = r / (t->ne[1] * t->ne[2]);
-    return (size_t)i1 * t->nb[1] + (size_t)i2 * t->nb[2] + (size_t)i3 * t->nb[3];
-}
-
 inline size_t elem_offset(const Tensor* t, int64_t j) {
     const int64_t i0 = j % t->ne[0];
     return (size_t)i0 * t->nb[0] + row_offset(t, j / t->ne[0]);

@@ -5,6 +5,7 @@ file is removed and the exception propagates. Uses the `gguf` package for the he
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -104,6 +105,24 @@ def _write_tensor(fout, plan: TensorPlan, src: Source, expected_nbytes: int, bar
             bar.update(enc.nbytes)
     if written != expected_nbytes:  # cannot happen unless the encoder disagrees with the sizes
         raise ValueError(f"tensor {plan.name}: wrote {written} bytes, expected {expected_nbytes}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, suffix: str = ".tmp"):
+    """Yields a temp path beside `path`; renamed to `path` when the block ends without an
+    exception, removed otherwise."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _pad(fout, alignment: int) -> None:

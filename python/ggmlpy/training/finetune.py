@@ -12,7 +12,6 @@ import math
 import os
 import random
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -45,18 +44,9 @@ def _save_checkpoint(path: Path, lm: LoraModel, opt: AdamW, step: int, tokens: i
     arrays["step"] = np.array(step)
     arrays["tokens"] = np.array(tokens)
     arrays["config"] = np.array(json.dumps(config, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from ..convert.writer import atomic_output
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _load_checkpoint(path: Path, lm: LoraModel, opt: AdamW, config: dict):

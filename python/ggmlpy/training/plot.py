@@ -3,8 +3,6 @@ against tokens seen, as a PNG (matplotlib, written to a temp file and renamed)."
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 
@@ -42,18 +40,10 @@ def plot_log(log_path, png_path) -> str:
     ax.set_title(Path(log_path).name)
     ax.grid(alpha=0.3)
     ax.legend()
-    png_path = Path(png_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{png_path.name}.", suffix=".png", dir=png_path.parent or ".")
-    os.close(fd)
+    from ..convert.writer import atomic_output
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, png_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        with atomic_output(Path(png_path), suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
     return str(png_path)
